@@ -1,0 +1,706 @@
+"""The store: the only module that speaks peewee.
+
+Tables (see ``MODELS``): inbox items, requests, events, message links, attachments,
+outbox rows, people synced from people.yaml, and the migrations ledger. Raw messages and
+attachment files live on disk under ``data/raw`` and ``data/files``, named by sha256.
+
+Exactly-once processing rests on two facts: the inbox dedup key (Message-ID, sha256) is
+unique, and the transaction that records a message's effects starts by flipping its inbox
+row from ``accepted`` to ``done`` with a conditional UPDATE — a second processor, or a
+replay after a crash, finds nothing to flip and rolls back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import peewee as pw
+
+from mailflow.errors import ProcessingError, StoreError
+from mailflow.model import EventDraft, NewRequest, State
+
+db = pw.DatabaseProxy()
+
+
+class BaseModel(pw.Model):
+    class Meta:
+        database = db
+        legacy_table_names = False
+
+
+class Migration(BaseModel):
+    name = pw.CharField(primary_key=True)
+    applied_at = pw.DateTimeField()
+
+
+class Person(BaseModel):
+    id = pw.CharField(primary_key=True)
+    role = pw.CharField()
+    name = pw.TextField()
+    email = pw.TextField()
+    language = pw.CharField()
+    data = pw.TextField(default="{}")
+
+
+class InboxItem(BaseModel):
+    id = pw.AutoField()
+    message_id = pw.TextField(default="")
+    sha256 = pw.CharField(max_length=64)
+    source = pw.CharField()
+    source_ref = pw.TextField(default="")
+    size = pw.IntegerField()
+    received_at = pw.DateTimeField()
+    # accepted → done | held (kept for a person) | quarantined (failed; replayable)
+    state = pw.CharField(default="accepted", index=True)
+    reason = pw.TextField(default="")
+    classification = pw.CharField(default="")
+    sender = pw.TextField(default="")
+    subject = pw.TextField(default="")
+    request_ref = pw.CharField(null=True)
+    attempts = pw.IntegerField(default=0)
+    processed_at = pw.DateTimeField(null=True)
+
+    class Meta:
+        indexes = ((("message_id", "sha256"), True),)
+
+
+class Request(BaseModel):
+    id = pw.AutoField()
+    ref = pw.CharField(unique=True, null=True)
+    client = pw.CharField(index=True)
+    model = pw.CharField()
+    state = pw.CharField(index=True)
+    director = pw.CharField(null=True)
+    assignee = pw.CharField(null=True)
+    subject = pw.TextField()
+    text = pw.TextField()
+    language = pw.CharField()
+    due = pw.DateTimeField(null=True)
+    skills = pw.TextField(default="[]")
+    priority = pw.CharField(default="normal")
+    revision_count = pw.IntegerField(default=0)
+    hours_estimate = pw.FloatField(null=True)
+    hours_spent = pw.FloatField(default=0.0)
+    decision = pw.TextField(default="{}")
+    created_at = pw.DateTimeField()
+    updated_at = pw.DateTimeField()
+
+
+class Event(BaseModel):
+    id = pw.AutoField()
+    request = pw.ForeignKeyField(Request, backref="events", on_delete="CASCADE")
+    at = pw.DateTimeField()
+    actor = pw.CharField()
+    kind = pw.CharField()
+    from_state = pw.CharField(null=True)
+    to_state = pw.CharField(null=True)
+    inbox_id = pw.IntegerField(null=True)
+    detail = pw.TextField(default="{}")
+
+
+class MessageLink(BaseModel):
+    """A mail in or out that belongs to a request; threading looks Message-IDs up here."""
+
+    id = pw.AutoField()
+    request = pw.ForeignKeyField(Request, backref="messages", on_delete="CASCADE")
+    direction = pw.CharField()  # "in" | "out"
+    message_id = pw.TextField(index=True)
+    inbox_id = pw.IntegerField(null=True)
+    outbox_id = pw.IntegerField(null=True)
+    at = pw.DateTimeField()
+
+
+class FileRecord(BaseModel):
+    id = pw.AutoField()
+    request = pw.ForeignKeyField(Request, backref="files", null=True, on_delete="CASCADE")
+    inbox_id = pw.IntegerField(null=True)
+    filename = pw.TextField()
+    safe_name = pw.TextField()
+    content_type = pw.CharField()
+    size = pw.IntegerField()
+    sha256 = pw.CharField(max_length=64)
+    inline = pw.BooleanField(default=False)
+
+
+class OutboxItem(BaseModel):
+    id = pw.AutoField()
+    kind = pw.CharField()
+    request_ref = pw.CharField(null=True, index=True)
+    recipients = pw.TextField()  # JSON list of addresses
+    cc = pw.TextField(default="[]")
+    subject = pw.TextField()
+    body_text = pw.TextField()
+    reply_to = pw.TextField(default="")
+    message_id = pw.TextField(unique=True)
+    raw = pw.BlobField()
+    attachments = pw.TextField(default="[]")
+    # pending → sent | failed
+    state = pw.CharField(default="pending", index=True)
+    attempts = pw.IntegerField(default=0)
+    next_attempt_at = pw.DateTimeField()
+    last_error = pw.TextField(default="")
+    created_at = pw.DateTimeField()
+    sent_at = pw.DateTimeField(null=True)
+    inbox_id = pw.IntegerField(null=True)
+
+
+MODELS: tuple[type[pw.Model], ...] = (
+    Migration, Person, InboxItem, Request, Event, MessageLink, FileRecord, OutboxItem,
+)
+
+# Each migration is a name and a function of the database; applied once, in order, and
+# recorded in the ledger. The first creates the schema above.
+MIGRATIONS: tuple[tuple[str, Any], ...] = (
+    ("0001_initial", lambda database: database.create_tables(MODELS, safe=True)),
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _naive(moment: datetime | None) -> datetime | None:
+    """Stored datetimes are naive UTC: both backends then agree on what they hold."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def _aware(moment: datetime | str | None) -> datetime | None:
+    if moment is None:
+        return None
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+class BlobStore:
+    """Content-addressed files: ``put`` is idempotent and atomic (write, fsync, rename)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, sha256: str) -> Path:
+        if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+            raise ValueError(f"not a sha256: {sha256!r}")
+        return self.root / sha256
+
+    def put(self, sha256: str, data: bytes) -> Path:
+        target = self.path(sha256)
+        if target.exists():
+            return target
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            temporary = self.root / f".{sha256}.{uuid.uuid4().hex}.tmp"
+            with open(temporary, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, target)
+        except OSError as exc:
+            raise StoreError(f"cannot store {target}: {exc.strerror or exc}") from exc
+        return target
+
+    def get(self, sha256: str) -> bytes:
+        return self.path(sha256).read_bytes()
+
+
+_MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
+
+
+def header_message_id(raw: bytes) -> str:
+    """The Message-ID from the header block, without a full parse (dedup key only)."""
+    end = raw.find(b"\n\n")
+    crlf_end = raw.find(b"\r\n\r\n")
+    if crlf_end != -1 and (end == -1 or crlf_end < end):
+        end = crlf_end
+    head = raw if end == -1 else raw[:end]
+    found = _MESSAGE_ID.search(head)
+    if not found:
+        return ""
+    value = b" ".join(found.group(1).split()).decode("ascii", "replace")
+    return value[:998]
+
+
+@dataclass(frozen=True)
+class Accepted:
+    inbox_id: int
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class PendingItem:
+    inbox_id: int
+    sha256: str
+    source: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    id: int
+    kind: str
+    recipients: tuple[str, ...]
+    raw: bytes
+    message_id: str
+    attempts: int
+    request_ref: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class OutboxDraft:
+    kind: str
+    request_ref: str | None
+    recipients: tuple[str, ...]
+    cc: tuple[str, ...]
+    subject: str
+    body_text: str
+    reply_to: str
+    message_id: str
+    raw: bytes
+    attachments: tuple[str, ...]
+    inbox_id: int | None
+
+
+class AlreadyProcessed(Exception):
+    """The inbox row was taken by another processor; the transaction rolls back."""
+
+
+def _connect(url: str) -> pw.Database:
+    parts = urlsplit(url)
+    if parts.scheme == "sqlite":
+        path = unquote(parts.path)
+        database = pw.SqliteDatabase(
+            path,
+            pragmas={"journal_mode": "wal", "synchronous": "normal", "foreign_keys": 1},
+            timeout=10,
+        )
+        return database
+    if parts.scheme in {"postgresql", "postgres"}:
+        return pw.PostgresqlDatabase(
+            unquote(parts.path.lstrip("/")) or "postgres",
+            user=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            host=parts.hostname or None,
+            port=parts.port or 5432,
+        )
+    raise StoreError(f"unsupported database url {url!r}")
+
+
+class Store:
+    """Repository functions over one database and the two file stores."""
+
+    def __init__(self, url: str, data_dir: Path) -> None:
+        self.url = url
+        self.database = _connect(url)
+        self.raw = BlobStore(data_dir / "raw")
+        self.files = BlobStore(data_dir / "files")
+        self.is_sqlite = isinstance(self.database, pw.SqliteDatabase)
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def open(self) -> Store:
+        db.initialize(self.database)
+        try:
+            self.database.connect(reuse_if_open=True)
+            self.migrate()
+        except pw.OperationalError as exc:
+            raise StoreError(f"cannot open the database: {exc}") from exc
+        return self
+
+    def close(self) -> None:
+        if not self.database.is_closed():
+            self.database.close()
+
+    def migrate(self) -> list[str]:
+        with self.database.atomic():
+            Migration.create_table(safe=True)
+            done = {row.name for row in Migration.select()}
+            applied = []
+            for name, apply in MIGRATIONS:
+                if name not in done:
+                    apply(self.database)
+                    Migration.create(name=name, applied_at=_naive(utcnow()))
+                    applied.append(name)
+        return applied
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A write transaction; on SQLite it takes the write lock up front (IMMEDIATE)."""
+        try:
+            if self.is_sqlite:
+                with self.database.atomic("IMMEDIATE"):
+                    yield
+            else:
+                with self.database.atomic():
+                    yield
+        except pw.OperationalError as exc:
+            raise StoreError(f"database: {exc}") from exc
+
+    # -- accept ------------------------------------------------------------------
+
+    def accept(self, raw: bytes, source: str, source_ref: str = "") -> Accepted:
+        """Store the bytes and commit an inbox row; only then may a source acknowledge."""
+        return self.accept_many([(raw, source, source_ref)])[0]
+
+    def accept_many(self, messages: Sequence[tuple[bytes, str, str]]) -> list[Accepted]:
+        """Accept a batch in one transaction (ingest and IMAP drains commit per batch)."""
+        keyed = []
+        for raw, source, source_ref in messages:
+            sha = self._sha256(raw)
+            self.raw.put(sha, raw)
+            keyed.append((header_message_id(raw), sha, len(raw), source, source_ref))
+        now = _naive(utcnow())
+        results = []
+        with self.transaction():
+            for message_id, sha, size, source, source_ref in keyed:
+                results.append(self._insert_inbox(message_id, sha, size, source, source_ref, now))
+        return results
+
+    @staticmethod
+    def _sha256(raw: bytes) -> str:
+        import hashlib
+
+        return hashlib.sha256(raw).hexdigest()
+
+    def _insert_inbox(
+        self, message_id: str, sha: str, size: int, source: str, ref: str, now: datetime | None
+    ) -> Accepted:
+        existing = InboxItem.get_or_none(
+            (InboxItem.message_id == message_id) & (InboxItem.sha256 == sha)
+        )
+        if existing is not None:
+            return Accepted(existing.id, duplicate=True)
+        item = InboxItem.create(
+            message_id=message_id, sha256=sha, size=size, source=source,
+            source_ref=ref, received_at=now,
+        )
+        return Accepted(item.id, duplicate=False)
+
+    # -- process -------------------------------------------------------------------
+
+    def pending(self, limit: int = 500) -> list[PendingItem]:
+        query = (
+            InboxItem.select(InboxItem.id, InboxItem.sha256, InboxItem.source, InboxItem.attempts)
+            .where(InboxItem.state == "accepted")
+            .order_by(InboxItem.id)
+            .limit(limit)
+        )
+        return [PendingItem(row.id, row.sha256, row.source, row.attempts) for row in query]
+
+    def claim(self, inbox_id: int) -> None:
+        """Inside a transaction: take the row or raise AlreadyProcessed."""
+        taken = (
+            InboxItem.update(state="processing", attempts=InboxItem.attempts + 1)
+            .where((InboxItem.id == inbox_id) & (InboxItem.state == "accepted"))
+            .execute()
+        )
+        if taken != 1:
+            raise AlreadyProcessed(inbox_id)
+
+    def finish(
+        self,
+        inbox_id: int,
+        *,
+        state: str,
+        reason: str = "",
+        classification: str = "",
+        sender: str = "",
+        subject: str = "",
+        request_ref: str | None = None,
+    ) -> None:
+        InboxItem.update(
+            state=state, reason=reason[:2000], classification=classification,
+            sender=sender[:500], subject=subject[:500], request_ref=request_ref,
+            processed_at=_naive(utcnow()),
+        ).where(InboxItem.id == inbox_id).execute()
+
+    def quarantine(self, inbox_id: int, reason: str) -> None:
+        """Record a failure in its own transaction: the failed one was rolled back."""
+        with self.transaction():
+            InboxItem.update(
+                state="quarantined", reason=reason[:4000], attempts=InboxItem.attempts + 1,
+                processed_at=_naive(utcnow()),
+            ).where((InboxItem.id == inbox_id) & (InboxItem.state == "accepted")).execute()
+
+    def replay(self, inbox_id: int) -> bool:
+        with self.transaction():
+            count = (
+                InboxItem.update(state="accepted", reason="")
+                .where((InboxItem.id == inbox_id) & InboxItem.state.in_(["quarantined", "held"]))
+                .execute()
+            )
+        return count == 1
+
+    def create_request(self, new: NewRequest, inbox_id: int | None, ref_of: Any) -> str:
+        """Insert a request and give it its ref (``ref_of(id)``) in the same transaction."""
+        now = _naive(utcnow())
+        row = Request.create(
+            client=new.client_id, model=new.model.value, state=new.state.value,
+            director=new.director, assignee=new.assignee, subject=new.subject, text=new.text,
+            language=new.language, due=_naive(new.due), skills=json.dumps(list(new.skills)),
+            priority=new.priority, decision=json.dumps(new.decision.as_dict(), ensure_ascii=False),
+            created_at=now, updated_at=now,
+        )
+        ref = str(ref_of(row.id))
+        Request.update(ref=ref).where(Request.id == row.id).execute()
+        return ref
+
+    def _request(self, ref: str) -> Request:
+        row = Request.get_or_none(Request.ref == ref)
+        if row is None:
+            raise ProcessingError(f"no request {ref}")
+        return row
+
+    def add_event(self, ref: str, event: EventDraft, inbox_id: int | None) -> None:
+        Event.create(
+            request=self._request(ref), at=_naive(utcnow()), actor=event.actor, kind=event.kind,
+            from_state=event.from_state.value if event.from_state else None,
+            to_state=event.to_state.value if event.to_state else None,
+            inbox_id=inbox_id, detail=json.dumps(dict(event.detail), ensure_ascii=False),
+        )
+
+    def link_message(
+        self, ref: str, direction: str, message_id: str, *,
+        inbox_id: int | None = None, outbox_id: int | None = None,
+    ) -> None:
+        MessageLink.create(
+            request=self._request(ref), direction=direction, message_id=message_id,
+            inbox_id=inbox_id, outbox_id=outbox_id, at=_naive(utcnow()),
+        )
+
+    def add_file(self, ref: str | None, inbox_id: int, attachment: Any) -> None:
+        """Keep an attachment: bytes by sha256, a row with the names for display."""
+        self.files.put(attachment.sha256, attachment.payload)
+        FileRecord.create(
+            request=self._request(ref) if ref else None, inbox_id=inbox_id,
+            filename=attachment.filename, safe_name=attachment.safe_name,
+            content_type=attachment.content_type, size=attachment.size,
+            sha256=attachment.sha256, inline=attachment.inline,
+        )
+
+    def add_outbox(self, draft: OutboxDraft) -> int:
+        now = _naive(utcnow())
+        row = OutboxItem.create(
+            kind=draft.kind, request_ref=draft.request_ref,
+            recipients=json.dumps(list(draft.recipients)), cc=json.dumps(list(draft.cc)),
+            subject=draft.subject, body_text=draft.body_text, reply_to=draft.reply_to,
+            message_id=draft.message_id, raw=draft.raw,
+            attachments=json.dumps(list(draft.attachments), ensure_ascii=False),
+            created_at=now, next_attempt_at=now, inbox_id=draft.inbox_id,
+        )
+        if draft.request_ref:
+            self.link_message(draft.request_ref, "out", draft.message_id, outbox_id=row.id)
+        return int(row.id)
+
+    # -- threading look-ups ---------------------------------------------------------
+
+    def refs_for_message_ids(self, message_ids: Iterable[str]) -> list[str]:
+        """Requests that any of these Message-IDs belongs to, most recent link first."""
+        wanted = [mid for mid in message_ids if mid]
+        if not wanted:
+            return []
+        query = (
+            Request.select(Request.ref)
+            .join(MessageLink)
+            .where(MessageLink.message_id.in_(wanted))
+            .order_by(MessageLink.id.desc())
+        )
+        return list(dict.fromkeys(row.ref for row in query))
+
+    def request_summary(self, ref: str) -> dict[str, Any] | None:
+        row = Request.get_or_none(Request.ref == ref)
+        return None if row is None else _request_dict(row)
+
+    # -- outbox ---------------------------------------------------------------------
+
+    def due_outbox(self, now: datetime, limit: int = 100) -> list[OutboxRow]:
+        query = (
+            OutboxItem.select()
+            .where((OutboxItem.state == "pending") & (OutboxItem.next_attempt_at <= _naive(now)))
+            .order_by(OutboxItem.id)
+            .limit(limit)
+        )
+        return [
+            OutboxRow(
+                row.id, row.kind, tuple(json.loads(row.recipients)) + tuple(json.loads(row.cc)),
+                bytes(row.raw), row.message_id, row.attempts, row.request_ref,
+                _aware(row.created_at) or now,
+            )
+            for row in query
+        ]
+
+    def mark_sent(self, outbox_id: int) -> None:
+        with self.transaction():
+            OutboxItem.update(
+                state="sent", sent_at=_naive(utcnow()), attempts=OutboxItem.attempts + 1,
+                last_error="",
+            ).where(OutboxItem.id == outbox_id).execute()
+
+    def mark_retry(self, outbox_id: int, error: str, next_attempt: datetime) -> None:
+        with self.transaction():
+            OutboxItem.update(
+                attempts=OutboxItem.attempts + 1, last_error=error[:2000],
+                next_attempt_at=_naive(next_attempt),
+            ).where(OutboxItem.id == outbox_id).execute()
+
+    def mark_failed(self, outbox_id: int, error: str) -> None:
+        with self.transaction():
+            OutboxItem.update(
+                state="failed", attempts=OutboxItem.attempts + 1, last_error=error[:2000],
+            ).where(OutboxItem.id == outbox_id).execute()
+
+    # -- people -------------------------------------------------------------------------
+
+    def sync_people(self, people: Iterable[tuple[str, str, str, str, str, dict[str, Any]]]) -> None:
+        """Mirror people.yaml (id, role, name, email, language, data) so queries can join."""
+        rows = [
+            {"id": pid, "role": role, "name": name, "email": email, "language": language,
+             "data": json.dumps(data, ensure_ascii=False, default=str)}
+            for pid, role, name, email, language, data in people
+        ]
+        with self.transaction():
+            Person.delete().execute()
+            for chunk in range(0, len(rows), 200):
+                Person.insert_many(rows[chunk:chunk + 200]).execute()
+
+    # -- inspection (plain dicts with the JSON keys of DESIGN §7) ------------------------
+
+    def list_requests(self) -> list[dict[str, Any]]:
+        return [_request_dict(row) for row in Request.select().order_by(Request.id)]
+
+    def show_request(self, ref: str) -> dict[str, Any] | None:
+        row = Request.get_or_none(Request.ref == ref.upper())
+        if row is None:
+            return None
+        result = _request_dict(row)
+        result["text"] = row.text
+        result["decision"] = json.loads(row.decision)
+        result["events"] = [_event_dict(event) for event in row.events.order_by(Event.id)]
+        result["messages"] = [
+            {"direction": link.direction, "message_id": link.message_id,
+             "inbox_id": link.inbox_id, "outbox_id": link.outbox_id,
+             "at": _iso(link.at)}
+            for link in row.messages.order_by(MessageLink.id)
+        ]
+        return result
+
+    def list_outbox(self) -> list[dict[str, Any]]:
+        return [_outbox_dict(row) for row in OutboxItem.select().order_by(OutboxItem.id)]
+
+    def list_quarantine(self) -> list[dict[str, Any]]:
+        query = (
+            InboxItem.select()
+            .where(InboxItem.state.in_(["quarantined", "held"]))
+            .order_by(InboxItem.id)
+        )
+        return [_inbox_dict(row) for row in query]
+
+    def show_inbox(self, inbox_id: int) -> dict[str, Any] | None:
+        row = InboxItem.get_or_none(InboxItem.id == inbox_id)
+        return None if row is None else _inbox_dict(row)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "inbox": InboxItem.select().count(),
+            "requests": Request.select().count(),
+            "events": Event.select().count(),
+            "outbox": OutboxItem.select().count(),
+        }
+
+
+def _iso(moment: datetime | None) -> str | None:
+    aware = _aware(moment)
+    return aware.isoformat() if aware else None
+
+
+def _request_dict(row: Request) -> dict[str, Any]:
+    files = [
+        {"filename": f.filename, "safe_name": f.safe_name, "content_type": f.content_type,
+         "size": f.size, "sha256": f.sha256, "inline": f.inline}
+        for f in FileRecord.select().where(FileRecord.request == row.id).order_by(FileRecord.id)
+    ]
+    return {
+        "ref": row.ref,
+        "state": row.state,
+        "model": row.model,
+        "client": row.client,
+        "director": row.director,
+        "assignee": row.assignee,
+        "subject": row.subject,
+        "due": _iso(row.due),
+        "skills": json.loads(row.skills),
+        "priority": row.priority,
+        "revision_count": row.revision_count,
+        "hours_estimate": row.hours_estimate,
+        "hours_spent": row.hours_spent,
+        "language": row.language,
+        "created_at": _iso(row.created_at),
+        "updated_at": _iso(row.updated_at),
+        "events": Event.select().where(Event.request == row.id).count(),
+        "attachments": files,
+    }
+
+
+def _event_dict(row: Event) -> dict[str, Any]:
+    return {
+        "at": _iso(row.at), "actor": row.actor, "kind": row.kind,
+        "from_state": row.from_state, "to_state": row.to_state,
+        "inbox_id": row.inbox_id, "detail": json.loads(row.detail),
+    }
+
+
+def _outbox_dict(row: OutboxItem) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "kind": row.kind,
+        "to": json.loads(row.recipients),
+        "cc": json.loads(row.cc),
+        "subject": row.subject,
+        "state": row.state,
+        "request": row.request_ref,
+        "reply_to": row.reply_to,
+        "message_id": row.message_id,
+        "attachments": json.loads(row.attachments),
+        "body_text": row.body_text,
+        "attempts": row.attempts,
+        "last_error": row.last_error,
+        "created_at": _iso(row.created_at),
+        "sent_at": _iso(row.sent_at),
+    }
+
+
+def _inbox_dict(row: InboxItem) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "state": row.state,
+        "reason": row.reason,
+        "message_id": row.message_id,
+        "sha256": row.sha256,
+        "source": row.source,
+        "source_ref": row.source_ref,
+        "size": row.size,
+        "sender": row.sender,
+        "subject": row.subject,
+        "classification": row.classification,
+        "attempts": row.attempts,
+        "received_at": _iso(row.received_at),
+        "processed_at": _iso(row.processed_at),
+        "request": row.request_ref,
+    }
+
+
+__all__ = ["Accepted", "AlreadyProcessed", "BlobStore", "OutboxDraft", "Store", "State"]

@@ -1,0 +1,108 @@
+"""The store on SQLite and PostgreSQL: dedup, claims, migrations, outbox bookkeeping."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from mails import client_mail
+
+from mailflow.model import Decision, EventDraft, NewRequest, ServiceModel, State
+from mailflow.store import AlreadyProcessed, OutboxDraft, Store, header_message_id, utcnow
+
+
+@pytest.fixture
+def store(database_url: str, tmp_path: Path) -> Store:
+    opened = Store(database_url, tmp_path / "data").open()
+    yield opened
+    opened.close()
+
+
+def _new_request() -> NewRequest:
+    return NewRequest(
+        client_id="acme", model=ServiceModel.DIRECTOR, subject="調査", text="本文",
+        language="ja", director="tanaka", assignee=None, state=State.NEW,
+        decision=Decision(rule="default", route="director", reasons=("why",)),
+    )
+
+
+def test_same_raw_message_is_accepted_once(store: Store) -> None:
+    raw = client_mail(message_id="<same@x>")
+    first, second = store.accept(raw, "ingest"), store.accept(raw, "smtp")
+    assert not first.duplicate and second.duplicate
+    assert first.inbox_id == second.inbox_id
+    assert store.counts()["inbox"] == 1
+    assert store.raw.get(store.pending()[0].sha256) == raw
+
+
+def test_reused_message_id_with_other_bytes_is_a_new_message(store: Store) -> None:
+    one = store.accept(client_mail(message_id="<reused@x>", body="一\n"), "ingest")
+    two = store.accept(client_mail(message_id="<reused@x>", body="二\n"), "ingest")
+    assert one.inbox_id != two.inbox_id and not two.duplicate
+
+
+def test_message_id_is_read_from_folded_headers() -> None:
+    raw = b"Subject: x\r\nMessage-ID:\r\n <folded@example>\r\n\r\nMessage-ID: <body@x>\r\n"
+    assert header_message_id(raw) == "<folded@example>"
+    assert header_message_id(b"Subject: none\r\n\r\nbody") == ""
+
+
+def test_a_claimed_message_cannot_be_claimed_again(store: Store) -> None:
+    accepted = store.accept(client_mail(), "ingest")
+    with store.transaction():
+        store.claim(accepted.inbox_id)
+        store.finish(accepted.inbox_id, state="done")
+    with pytest.raises(AlreadyProcessed), store.transaction():
+        store.claim(accepted.inbox_id)
+    assert store.pending() == []
+
+
+def test_a_rolled_back_commit_leaves_the_message_accepted(store: Store) -> None:
+    accepted = store.accept(client_mail(), "ingest")
+    with pytest.raises(RuntimeError), store.transaction():
+        store.claim(accepted.inbox_id)
+        store.create_request(_new_request(), accepted.inbox_id, lambda n: f"MF-{n:04d}")
+        raise RuntimeError("crash in the middle")
+    assert [p.inbox_id for p in store.pending()] == [accepted.inbox_id]
+    assert store.counts()["requests"] == 0
+
+
+def test_requests_get_short_refs_and_events(store: Store) -> None:
+    with store.transaction():
+        ref = store.create_request(_new_request(), None, lambda n: f"MF-{n:04d}")
+        store.add_event(ref, EventDraft(kind="created", actor="yamada", to_state=State.NEW), None)
+    shown = store.show_request(ref.lower())
+    assert ref == "MF-0001" and shown is not None
+    assert shown["state"] == "new" and shown["model"] == "director"
+    assert [e["kind"] for e in shown["events"]] == ["created"]
+    assert shown["decision"]["rule"] == "default"
+
+
+def test_quarantine_and_replay(store: Store) -> None:
+    accepted = store.accept(client_mail(), "ingest")
+    store.quarantine(accepted.inbox_id, "ValueError: broken")
+    assert store.list_quarantine()[0]["reason"] == "ValueError: broken"
+    assert store.replay(accepted.inbox_id)
+    assert store.pending()[0].inbox_id == accepted.inbox_id
+    assert not store.replay(accepted.inbox_id)
+
+
+def test_outbox_rows_move_from_pending_to_sent_or_retry(store: Store) -> None:
+    with store.transaction():
+        row_id = store.add_outbox(OutboxDraft(
+            kind="confirmation", request_ref=None, recipients=("a@x",), cc=(),
+            subject="s", body_text="b", reply_to="desk@x", message_id="<mf.1@x>", raw=b"raw",
+            attachments=(), inbox_id=None,
+        ))
+    now = utcnow()
+    assert [r.id for r in store.due_outbox(now)] == [row_id]
+    store.mark_retry(row_id, "relay down", now + timedelta(minutes=1))
+    assert store.due_outbox(now) == []
+    assert store.due_outbox(now + timedelta(minutes=2))[0].attempts == 1
+    store.mark_sent(row_id)
+    assert store.list_outbox()[0]["state"] == "sent"
+
+
+def test_migrations_are_recorded_once(store: Store) -> None:
+    assert store.migrate() == []
