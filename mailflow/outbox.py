@@ -1,0 +1,199 @@
+"""Sending what the outbox holds: the only smtplib module.
+
+Two transports share one shape, ``send(row)``: ``SmtpRelay`` hands mail to the configured
+relay; ``MaildirSink`` writes it into ``data/sent/`` when no relay is set. Transient
+failures (relay down, 4xx) are retried with backoff until a deadline; permanent ones are
+recorded. An unreachable relay is logged once, not once per message.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import smtplib
+import socket
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import unquote, urlsplit
+
+from mailflow.errors import PermanentDeliveryError, TransientDeliveryError
+from mailflow.store import OutboxRow, Store, utcnow
+
+log = logging.getLogger("mailflow.outbox")
+
+# Retry schedule for transient failures; after GIVE_UP the row is marked failed.
+BACKOFF = (timedelta(seconds=30), timedelta(minutes=2), timedelta(minutes=10),
+           timedelta(minutes=30), timedelta(hours=1))
+GIVE_UP = timedelta(days=2)
+
+
+class Transport(Protocol):
+    def send(self, row: OutboxRow) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class MaildirSink:
+    """Writes each mail once into a Maildir; the file name is fixed by the outbox row,
+    so sending the same row again after a crash replaces the file instead of adding one."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        for sub in ("tmp", "new", "cur"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+
+    def send(self, row: OutboxRow) -> None:
+        name = f"mailflow-{row.id:08d}.{socket.gethostname().replace('/', '_')}"
+        temporary = self.root / "tmp" / name
+        try:
+            with open(temporary, "wb") as handle:
+                handle.write(row.raw)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, self.root / "new" / name)
+        except OSError as exc:
+            raise TransientDeliveryError(f"cannot write {self.root}: {exc}") from exc
+
+    def close(self) -> None:
+        pass
+
+
+@dataclass
+class SmtpRelay:
+    """smtp://, smtps:// or smtp+starttls://, with optional user:password@."""
+
+    url: str
+    envelope_from: str = ""
+    timeout: float = 30.0
+    _connection: smtplib.SMTP | None = field(default=None, init=False, repr=False)
+
+    def send(self, row: OutboxRow) -> None:
+        try:
+            connection = self._connect()
+            # The desk is the envelope sender so that bounces come back to it, where
+            # classify() recognises them instead of opening a request.
+            refused = connection.sendmail(self.envelope_from, list(row.recipients), row.raw)
+        except smtplib.SMTPRecipientsRefused as exc:
+            self.close()
+            raise _classify_refusals(exc.recipients) from exc
+        except smtplib.SMTPResponseException as exc:
+            self.close()
+            message = f"{exc.smtp_code} {exc.smtp_error.decode('utf-8', 'replace')}"
+            if 400 <= exc.smtp_code < 500:
+                raise TransientDeliveryError(message) from exc
+            raise PermanentDeliveryError(message) from exc
+        except (OSError, smtplib.SMTPException) as exc:
+            self.close()
+            raise TransientDeliveryError(f"relay {self._where()}: {exc}") from exc
+        if refused:
+            raise _classify_refusals(refused)
+
+    def _connect(self) -> smtplib.SMTP:
+        if self._connection is not None:
+            try:
+                self._connection.noop()
+                return self._connection
+            except smtplib.SMTPException:
+                self.close()
+        parts = urlsplit(self.url)
+        host, port = parts.hostname or "127.0.0.1", parts.port
+        if parts.scheme == "smtps":
+            connection: smtplib.SMTP = smtplib.SMTP_SSL(
+                host, port or 465, timeout=self.timeout, context=ssl.create_default_context())
+        else:
+            connection = smtplib.SMTP(host, port or 25, timeout=self.timeout)
+            if parts.scheme == "smtp+starttls":
+                connection.starttls(context=ssl.create_default_context())
+        if parts.username:
+            connection.login(unquote(parts.username), unquote(parts.password or ""))
+        self._connection = connection
+        return connection
+
+    def _where(self) -> str:
+        parts = urlsplit(self.url)
+        return f"{parts.hostname}:{parts.port}"
+
+    def close(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.quit()
+            except (OSError, smtplib.SMTPException):
+                pass
+            self._connection = None
+
+
+def _classify_refusals(
+    refused: dict[str, tuple[int, bytes]],
+) -> TransientDeliveryError | PermanentDeliveryError:
+    text = "; ".join(
+        f"{rcpt}: {code} {msg.decode('utf-8', 'replace')}" for rcpt, (code, msg) in refused.items()
+    )
+    if all(400 <= code < 500 for code, _ in refused.values()):
+        return TransientDeliveryError(text)
+    return PermanentDeliveryError(text)
+
+
+def make_transport(smtp_url: str | None, sent_dir: Path, envelope_from: str) -> Transport:
+    return SmtpRelay(smtp_url, envelope_from) if smtp_url else MaildirSink(sent_dir)
+
+
+@dataclass(frozen=True)
+class FlushReport:
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+
+
+class OutboxSender:
+    """Claims due rows and sends them; remembers whether the relay is down."""
+
+    def __init__(
+        self, store: Store, transport: Transport, clock: Callable[[], datetime] = utcnow
+    ) -> None:
+        self.store = store
+        self.transport = transport
+        self.clock = clock
+        self.relay_down = False
+
+    def flush(self) -> FlushReport:
+        sent = retried = failed = 0
+        for row in self.store.due_outbox(self.clock()):
+            outcome = self._send_one(row)
+            sent += outcome == "sent"
+            retried += outcome == "retry"
+            failed += outcome == "failed"
+            if outcome == "retry" and self.relay_down:
+                break  # the relay is down: the rest would fail the same way
+        self.transport.close()
+        return FlushReport(sent, retried, failed)
+
+    def _send_one(self, row: OutboxRow) -> str:
+        try:
+            self.transport.send(row)
+        except TransientDeliveryError as exc:
+            return self._retry(row, str(exc))
+        except PermanentDeliveryError as exc:
+            log.error("outbox %s (%s) failed permanently: %s", row.id, row.kind, exc)
+            self.store.mark_failed(row.id, str(exc))
+            return "failed"
+        if self.relay_down:
+            log.warning("relay reachable again")
+            self.relay_down = False
+        self.store.mark_sent(row.id)
+        log.info("outbox %s sent: %s to %s", row.id, row.kind, ", ".join(row.recipients))
+        return "sent"
+
+    def _retry(self, row: OutboxRow, error: str) -> str:
+        if not self.relay_down:
+            log.warning("cannot send (will retry): %s", error)
+        self.relay_down = True
+        delay = BACKOFF[min(row.attempts, len(BACKOFF) - 1)]
+        if self.clock() - row.created_at > GIVE_UP:
+            self.store.mark_failed(row.id, f"gave up after {row.attempts} attempts: {error}")
+            return "failed"
+        self.store.mark_retry(row.id, error, self.clock() + delay)
+        return "retry"
