@@ -26,8 +26,13 @@ from mailflow.store import OutboxRow, Store, utcnow
 log = logging.getLogger("mailflow.outbox")
 
 # Retry schedule for transient failures; after GIVE_UP the row is marked failed.
-BACKOFF = (timedelta(seconds=30), timedelta(minutes=2), timedelta(minutes=10),
-           timedelta(minutes=30), timedelta(hours=1))
+BACKOFF = (
+    timedelta(seconds=30),
+    timedelta(minutes=2),
+    timedelta(minutes=10),
+    timedelta(minutes=30),
+    timedelta(hours=1),
+)
 GIVE_UP = timedelta(days=2)
 
 
@@ -82,7 +87,9 @@ class SmtpRelay:
             raise _classify_refusals(exc.recipients) from exc
         except smtplib.SMTPResponseException as exc:
             self.close()
-            message = f"{exc.smtp_code} {exc.smtp_error.decode('utf-8', 'replace')}"
+            error = exc.smtp_error
+            text = error.decode("utf-8", "replace") if isinstance(error, bytes) else str(error)
+            message = f"{exc.smtp_code} {text}"
             if 400 <= exc.smtp_code < 500:
                 raise TransientDeliveryError(message) from exc
             raise PermanentDeliveryError(message) from exc
@@ -103,7 +110,8 @@ class SmtpRelay:
         host, port = parts.hostname or "127.0.0.1", parts.port
         if parts.scheme == "smtps":
             connection: smtplib.SMTP = smtplib.SMTP_SSL(
-                host, port or 465, timeout=self.timeout, context=ssl.create_default_context())
+                host, port or 465, timeout=self.timeout, context=ssl.create_default_context()
+            )
         else:
             connection = smtplib.SMTP(host, port or 25, timeout=self.timeout)
             if parts.scheme == "smtp+starttls":
@@ -148,6 +156,10 @@ class FlushReport:
     failed: int = 0
 
 
+def _report(outcomes: list[str]) -> FlushReport:
+    return FlushReport(outcomes.count("sent"), outcomes.count("retry"), outcomes.count("failed"))
+
+
 class OutboxSender:
     """Claims due rows and sends them; remembers whether the relay is down."""
 
@@ -160,16 +172,18 @@ class OutboxSender:
         self.relay_down = False
 
     def flush(self) -> FlushReport:
-        sent = retried = failed = 0
-        for row in self.store.due_outbox(self.clock()):
-            outcome = self._send_one(row)
-            sent += outcome == "sent"
-            retried += outcome == "retry"
-            failed += outcome == "failed"
-            if outcome == "retry" and self.relay_down:
-                break  # the relay is down: the rest would fail the same way
-        self.transport.close()
-        return FlushReport(sent, retried, failed)
+        """Send everything due, batch by batch; stop early when the relay is down."""
+        outcomes: list[str] = []
+        try:
+            while batch := self.store.due_outbox(self.clock()):
+                for row in batch:
+                    outcomes.append(self._send_one(row))
+                    if outcomes[-1] == "retry":
+                        # The relay is down: the rest would fail the same way.
+                        return _report(outcomes)
+        finally:
+            self.transport.close()
+        return _report(outcomes)
 
     def _send_one(self, row: OutboxRow) -> str:
         try:

@@ -142,7 +142,7 @@ class OutboxItem(BaseModel):
     body_text = pw.TextField()
     reply_to = pw.TextField(default="")
     message_id = pw.TextField(unique=True)
-    raw = pw.BlobField()
+    content = pw.BlobField()  # the composed message; fixed when the row is written
     attachments = pw.TextField(default="[]")
     # pending → sent | failed
     state = pw.CharField(default="pending", index=True)
@@ -155,7 +155,14 @@ class OutboxItem(BaseModel):
 
 
 MODELS: tuple[type[pw.Model], ...] = (
-    Migration, Person, InboxItem, Request, Event, MessageLink, FileRecord, OutboxItem,
+    Migration,
+    Person,
+    InboxItem,
+    Request,
+    Event,
+    MessageLink,
+    FileRecord,
+    OutboxItem,
 )
 
 # Each migration is a name and a function of the database; applied once, in order, and
@@ -385,8 +392,12 @@ class Store:
         if existing is not None:
             return Accepted(existing.id, duplicate=True)
         item = InboxItem.create(
-            message_id=message_id, sha256=sha, size=size, source=source,
-            source_ref=ref, received_at=now,
+            message_id=message_id,
+            sha256=sha,
+            size=size,
+            source=source,
+            source_ref=ref,
+            received_at=now,
         )
         return Accepted(item.id, duplicate=False)
 
@@ -423,8 +434,12 @@ class Store:
         request_ref: str | None = None,
     ) -> None:
         InboxItem.update(
-            state=state, reason=reason[:2000], classification=classification,
-            sender=sender[:500], subject=subject[:500], request_ref=request_ref,
+            state=state,
+            reason=reason[:2000],
+            classification=classification,
+            sender=sender[:500],
+            subject=subject[:500],
+            request_ref=request_ref,
             processed_at=_naive(utcnow()),
         ).where(InboxItem.id == inbox_id).execute()
 
@@ -432,7 +447,9 @@ class Store:
         """Record a failure in its own transaction: the failed one was rolled back."""
         with self.transaction():
             InboxItem.update(
-                state="quarantined", reason=reason[:4000], attempts=InboxItem.attempts + 1,
+                state="quarantined",
+                reason=reason[:4000],
+                attempts=InboxItem.attempts + 1,
                 processed_at=_naive(utcnow()),
             ).where((InboxItem.id == inbox_id) & (InboxItem.state == "accepted")).execute()
 
@@ -443,17 +460,26 @@ class Store:
                 .where((InboxItem.id == inbox_id) & InboxItem.state.in_(["quarantined", "held"]))
                 .execute()
             )
-        return count == 1
+        return bool(count == 1)
 
     def create_request(self, new: NewRequest, inbox_id: int | None, ref_of: Any) -> str:
         """Insert a request and give it its ref (``ref_of(id)``) in the same transaction."""
         now = _naive(utcnow())
         row = Request.create(
-            client=new.client_id, model=new.model.value, state=new.state.value,
-            director=new.director, assignee=new.assignee, subject=new.subject, text=new.text,
-            language=new.language, due=_naive(new.due), skills=json.dumps(list(new.skills)),
-            priority=new.priority, decision=json.dumps(new.decision.as_dict(), ensure_ascii=False),
-            created_at=now, updated_at=now,
+            client=new.client_id,
+            model=new.model.value,
+            state=new.state.value,
+            director=new.director,
+            assignee=new.assignee,
+            subject=new.subject,
+            text=new.text,
+            language=new.language,
+            due=_naive(new.due),
+            skills=json.dumps(list(new.skills)),
+            priority=new.priority,
+            decision=json.dumps(new.decision.as_dict(), ensure_ascii=False),
+            created_at=now,
+            updated_at=now,
         )
         ref = str(ref_of(row.id))
         Request.update(ref=ref).where(Request.id == row.id).execute()
@@ -467,40 +493,64 @@ class Store:
 
     def add_event(self, ref: str, event: EventDraft, inbox_id: int | None) -> None:
         Event.create(
-            request=self._request(ref), at=_naive(utcnow()), actor=event.actor, kind=event.kind,
+            request=self._request(ref),
+            at=_naive(utcnow()),
+            actor=event.actor,
+            kind=event.kind,
             from_state=event.from_state.value if event.from_state else None,
             to_state=event.to_state.value if event.to_state else None,
-            inbox_id=inbox_id, detail=json.dumps(dict(event.detail), ensure_ascii=False),
+            inbox_id=inbox_id,
+            detail=json.dumps(dict(event.detail), ensure_ascii=False),
         )
 
     def link_message(
-        self, ref: str, direction: str, message_id: str, *,
-        inbox_id: int | None = None, outbox_id: int | None = None,
+        self,
+        ref: str,
+        direction: str,
+        message_id: str,
+        *,
+        inbox_id: int | None = None,
+        outbox_id: int | None = None,
     ) -> None:
         MessageLink.create(
-            request=self._request(ref), direction=direction, message_id=message_id,
-            inbox_id=inbox_id, outbox_id=outbox_id, at=_naive(utcnow()),
+            request=self._request(ref),
+            direction=direction,
+            message_id=message_id,
+            inbox_id=inbox_id,
+            outbox_id=outbox_id,
+            at=_naive(utcnow()),
         )
 
     def add_file(self, ref: str | None, inbox_id: int, attachment: Any) -> None:
         """Keep an attachment: bytes by sha256, a row with the names for display."""
         self.files.put(attachment.sha256, attachment.payload)
         FileRecord.create(
-            request=self._request(ref) if ref else None, inbox_id=inbox_id,
-            filename=attachment.filename, safe_name=attachment.safe_name,
-            content_type=attachment.content_type, size=attachment.size,
-            sha256=attachment.sha256, inline=attachment.inline,
+            request=self._request(ref) if ref else None,
+            inbox_id=inbox_id,
+            filename=attachment.filename,
+            safe_name=attachment.safe_name,
+            content_type=attachment.content_type,
+            size=attachment.size,
+            sha256=attachment.sha256,
+            inline=attachment.inline,
         )
 
     def add_outbox(self, draft: OutboxDraft) -> int:
         now = _naive(utcnow())
         row = OutboxItem.create(
-            kind=draft.kind, request_ref=draft.request_ref,
-            recipients=json.dumps(list(draft.recipients)), cc=json.dumps(list(draft.cc)),
-            subject=draft.subject, body_text=draft.body_text, reply_to=draft.reply_to,
-            message_id=draft.message_id, raw=draft.raw,
+            kind=draft.kind,
+            request_ref=draft.request_ref,
+            recipients=json.dumps(list(draft.recipients)),
+            cc=json.dumps(list(draft.cc)),
+            subject=draft.subject,
+            body_text=draft.body_text,
+            reply_to=draft.reply_to,
+            message_id=draft.message_id,
+            content=draft.raw,
             attachments=json.dumps(list(draft.attachments), ensure_ascii=False),
-            created_at=now, next_attempt_at=now, inbox_id=draft.inbox_id,
+            created_at=now,
+            next_attempt_at=now,
+            inbox_id=draft.inbox_id,
         )
         if draft.request_ref:
             self.link_message(draft.request_ref, "out", draft.message_id, outbox_id=row.id)
@@ -519,7 +569,7 @@ class Store:
             .where(MessageLink.message_id.in_(wanted))
             .order_by(MessageLink.id.desc())
         )
-        return list(dict.fromkeys(row.ref for row in query))
+        return list(dict.fromkeys(row.ref for row in query if row.ref))
 
     def request_summary(self, ref: str) -> dict[str, Any] | None:
         row = Request.get_or_none(Request.ref == ref)
@@ -536,8 +586,13 @@ class Store:
         )
         return [
             OutboxRow(
-                row.id, row.kind, tuple(json.loads(row.recipients)) + tuple(json.loads(row.cc)),
-                bytes(row.raw), row.message_id, row.attempts, row.request_ref,
+                row.id,
+                row.kind,
+                tuple(json.loads(row.recipients)) + tuple(json.loads(row.cc)),
+                bytes(row.content),
+                row.message_id,
+                row.attempts,
+                row.request_ref,
                 _aware(row.created_at) or now,
             )
             for row in query
@@ -546,21 +601,26 @@ class Store:
     def mark_sent(self, outbox_id: int) -> None:
         with self.transaction():
             OutboxItem.update(
-                state="sent", sent_at=_naive(utcnow()), attempts=OutboxItem.attempts + 1,
+                state="sent",
+                sent_at=_naive(utcnow()),
+                attempts=OutboxItem.attempts + 1,
                 last_error="",
             ).where(OutboxItem.id == outbox_id).execute()
 
     def mark_retry(self, outbox_id: int, error: str, next_attempt: datetime) -> None:
         with self.transaction():
             OutboxItem.update(
-                attempts=OutboxItem.attempts + 1, last_error=error[:2000],
+                attempts=OutboxItem.attempts + 1,
+                last_error=error[:2000],
                 next_attempt_at=_naive(next_attempt),
             ).where(OutboxItem.id == outbox_id).execute()
 
     def mark_failed(self, outbox_id: int, error: str) -> None:
         with self.transaction():
             OutboxItem.update(
-                state="failed", attempts=OutboxItem.attempts + 1, last_error=error[:2000],
+                state="failed",
+                attempts=OutboxItem.attempts + 1,
+                last_error=error[:2000],
             ).where(OutboxItem.id == outbox_id).execute()
 
     # -- people -------------------------------------------------------------------------
@@ -568,14 +628,20 @@ class Store:
     def sync_people(self, people: Iterable[tuple[str, str, str, str, str, dict[str, Any]]]) -> None:
         """Mirror people.yaml (id, role, name, email, language, data) so queries can join."""
         rows = [
-            {"id": pid, "role": role, "name": name, "email": email, "language": language,
-             "data": json.dumps(data, ensure_ascii=False, default=str)}
+            {
+                "id": pid,
+                "role": role,
+                "name": name,
+                "email": email,
+                "language": language,
+                "data": json.dumps(data, ensure_ascii=False, default=str),
+            }
             for pid, role, name, email, language, data in people
         ]
         with self.transaction():
             Person.delete().execute()
             for chunk in range(0, len(rows), 200):
-                Person.insert_many(rows[chunk:chunk + 200]).execute()
+                Person.insert_many(rows[chunk : chunk + 200]).execute()
 
     # -- inspection (plain dicts with the JSON keys of DESIGN §7) ------------------------
 
@@ -589,12 +655,19 @@ class Store:
         result = _request_dict(row)
         result["text"] = row.text
         result["decision"] = json.loads(row.decision)
-        result["events"] = [_event_dict(event) for event in row.events.order_by(Event.id)]
+        events = Event.select().where(Event.request == row.id).order_by(Event.id)
+        result["events"] = [_event_dict(event) for event in events]
         result["messages"] = [
-            {"direction": link.direction, "message_id": link.message_id,
-             "inbox_id": link.inbox_id, "outbox_id": link.outbox_id,
-             "at": _iso(link.at)}
-            for link in row.messages.order_by(MessageLink.id)
+            {
+                "direction": link.direction,
+                "message_id": link.message_id,
+                "inbox_id": link.inbox_id,
+                "outbox_id": link.outbox_id,
+                "at": _iso(link.at),
+            }
+            for link in MessageLink.select()
+            .where(MessageLink.request == row.id)
+            .order_by(MessageLink.id)
         ]
         return result
 
@@ -629,8 +702,14 @@ def _iso(moment: datetime | None) -> str | None:
 
 def _request_dict(row: Request) -> dict[str, Any]:
     files = [
-        {"filename": f.filename, "safe_name": f.safe_name, "content_type": f.content_type,
-         "size": f.size, "sha256": f.sha256, "inline": f.inline}
+        {
+            "filename": f.filename,
+            "safe_name": f.safe_name,
+            "content_type": f.content_type,
+            "size": f.size,
+            "sha256": f.sha256,
+            "inline": f.inline,
+        }
         for f in FileRecord.select().where(FileRecord.request == row.id).order_by(FileRecord.id)
     ]
     return {
@@ -657,9 +736,13 @@ def _request_dict(row: Request) -> dict[str, Any]:
 
 def _event_dict(row: Event) -> dict[str, Any]:
     return {
-        "at": _iso(row.at), "actor": row.actor, "kind": row.kind,
-        "from_state": row.from_state, "to_state": row.to_state,
-        "inbox_id": row.inbox_id, "detail": json.loads(row.detail),
+        "at": _iso(row.at),
+        "actor": row.actor,
+        "kind": row.kind,
+        "from_state": row.from_state,
+        "to_state": row.to_state,
+        "inbox_id": row.inbox_id,
+        "detail": json.loads(row.detail),
     }
 
 

@@ -101,7 +101,10 @@ def home(tmp_path: Path) -> Path:
 def set_database(home: Path, url: str) -> None:
     toml = home / "mailflow.toml"
     text = toml.read_text(encoding="utf-8")
-    toml.write_text(text + f'\n[database]\nurl = "{url}"\n', encoding="utf-8")
+    assert "\n[database]\n" in text
+    toml.write_text(
+        text.replace("\n[database]\n", f'\n[database]\nurl = "{url}"\n', 1), encoding="utf-8"
+    )
 
 
 @pytest.fixture

@@ -7,6 +7,9 @@ import uuid
 from email.header import Header
 
 DESK = "desk@secretary.example"
+REQUEST_BODY = (
+    "お世話になっております。\n競合3社の料金を調べてください。\nよろしくお願いいたします。\n"
+)
 
 
 def iso2022jp_header(text: str) -> str:
@@ -17,7 +20,7 @@ def client_mail(
     sender: str = "yamada@acme.example",
     name: str = "山田 太郎",
     subject: str = "競合調査のお願い",
-    body: str = "お世話になっております。\n競合3社の料金を調べてください。\nよろしくお願いいたします。\n",
+    body: str = REQUEST_BODY,
     *,
     charset: str = "iso-2022-jp",
     to: str = DESK,
@@ -38,7 +41,9 @@ def client_mail(
         subject_header = f"=?utf-8?b?{base64.b64encode(subject.encode()).decode()}?="
         payload = base64.encodebytes(body.encode("utf-8"))
         encoding = "base64"
-    threading = f"In-Reply-To: {in_reply_to}\r\nReferences: {in_reply_to}\r\n" if in_reply_to else ""
+    threading = (
+        f"In-Reply-To: {in_reply_to}\r\nReferences: {in_reply_to}\r\n" if in_reply_to else ""
+    )
     head = (
         f"From: {from_header}\r\nTo: {to}\r\nSubject: {subject_header}\r\n"
         f"Date: {date}\r\nMessage-ID: {message_id}\r\n{threading}{extra_headers}"
@@ -50,7 +55,8 @@ def client_mail(
 
 def english_mail(**kwargs: object) -> bytes:
     defaults: dict[str, object] = {
-        "sender": "kim@beta.example", "name": "Jin Kim",
+        "sender": "kim@beta.example",
+        "name": "Jin Kim",
         "subject": "Translate our product sheet",
         "body": "Hi,\nPlease translate the attached sheet into Japanese.\nThanks,\nJin\n",
         "charset": "utf-8",

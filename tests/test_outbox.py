@@ -24,13 +24,21 @@ def store(tmp_path: Path) -> Iterator[Store]:
 def _queue(store: Store, n: int, recipient: str = "yamada@acme.example") -> None:
     with store.transaction():
         for i in range(n):
-            store.add_outbox(OutboxDraft(
-                kind="confirmation", request_ref=None, recipients=(recipient,), cc=(),
-                subject=f"s{i}", body_text="b", reply_to="desk@x",
-                message_id=f"<mf.{i}@secretary.example>",
-                raw=f"Message-ID: <mf.{i}@secretary.example>\r\nSubject: s{i}\r\n\r\nbody\r\n".encode(),
-                attachments=(), inbox_id=None,
-            ))
+            store.add_outbox(
+                OutboxDraft(
+                    kind="confirmation",
+                    request_ref=None,
+                    recipients=(recipient,),
+                    cc=(),
+                    subject=f"s{i}",
+                    body_text="b",
+                    reply_to="desk@x",
+                    message_id=f"<mf.{i}@secretary.example>",
+                    raw=f"Message-ID: <mf.{i}@x>\r\nSubject: s{i}\r\n\r\nbody\r\n".encode(),
+                    attachments=(),
+                    inbox_id=None,
+                )
+            )
 
 
 def test_due_mail_goes_through_the_relay(store: Store, relay: Relay) -> None:

@@ -9,11 +9,29 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "mailflow"
 PURE = [
-    "model.py", "classify.py", "threading.py", "workflow.py", "render.py", "compose.py",
-    "directory.py", "rules.py", "parse",
+    "model.py",
+    "classify.py",
+    "threading.py",
+    "workflow.py",
+    "render.py",
+    "compose.py",
+    "directory.py",
+    "rules.py",
+    "parse",
 ]
-FORBIDDEN = {"peewee", "playhouse", "imapclient", "aiosmtpd", "smtplib", "socket", "psycopg2",
-             "mailflow.store", "mailflow.outbox", "mailflow.sources", "mailflow.service"}
+FORBIDDEN = {
+    "peewee",
+    "playhouse",
+    "imapclient",
+    "aiosmtpd",
+    "smtplib",
+    "socket",
+    "psycopg2",
+    "mailflow.store",
+    "mailflow.outbox",
+    "mailflow.sources",
+    "mailflow.service",
+}
 
 
 def _modules(entry: str) -> list[Path]:
@@ -32,9 +50,15 @@ def _imports(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("path", [p for entry in PURE for p in _modules(entry)],
-                         ids=lambda p: str(p.relative_to(PACKAGE)))
+@pytest.mark.parametrize(
+    "path",
+    [p for entry in PURE for p in _modules(entry)],
+    ids=lambda p: str(p.relative_to(PACKAGE)),
+)
 def test_pure_module_does_no_io(path: Path) -> None:
-    bad = {name for name in _imports(path)
-           if any(name == f or name.startswith(f + ".") for f in FORBIDDEN)}
+    bad = {
+        name
+        for name in _imports(path)
+        if any(name == f or name.startswith(f + ".") for f in FORBIDDEN)
+    }
     assert not bad, f"{path.name} imports {sorted(bad)}"

@@ -26,9 +26,14 @@ def store(tmp_path: Path) -> Iterator[Store]:
 def _listen(accept, *, lmtp: bool = False, max_bytes: int = 1_000_000):  # type: ignore[no-untyped-def]
     port = free_port()
     woken: list[bool] = []
-    controller = start_listener("127.0.0.1", port, accept=accept,
-                                on_accepted=lambda: woken.append(True),
-                                max_bytes=max_bytes, lmtp=lmtp)
+    controller = start_listener(
+        "127.0.0.1",
+        port,
+        accept=accept,
+        on_accepted=lambda: woken.append(True),
+        max_bytes=max_bytes,
+        lmtp=lmtp,
+    )
     return controller, port, woken
 
 
@@ -36,8 +41,9 @@ def test_mail_is_committed_before_250(store: Store) -> None:
     controller, port, woken = _listen(store.accept)
     try:
         with smtplib.SMTP("127.0.0.1", port) as client:
-            refused = client.sendmail("yamada@acme.example", ["desk@secretary.example"],
-                                      client_mail())
+            refused = client.sendmail(
+                "yamada@acme.example", ["desk@secretary.example"], client_mail()
+            )
         assert refused == {}
         assert len(store.pending()) == 1 and woken == [True]
     finally:
@@ -92,8 +98,9 @@ def _lmtp_exchange(port: int, recipients: list[str], raw: bytes) -> list[bytes]:
 def test_lmtp_answers_once_per_recipient(store: Store) -> None:
     controller, port, _ = _listen(store.accept, lmtp=True)
     try:
-        statuses = _lmtp_exchange(port, ["desk@secretary.example", "desk2@secretary.example"],
-                                  client_mail())
+        statuses = _lmtp_exchange(
+            port, ["desk@secretary.example", "desk2@secretary.example"], client_mail()
+        )
         assert [s[:3] for s in statuses] == [b"250", b"250"]
         assert len(store.pending()) == 1
     finally:

@@ -21,8 +21,14 @@ def store(database_url: str, tmp_path: Path) -> Store:
 
 def _new_request() -> NewRequest:
     return NewRequest(
-        client_id="acme", model=ServiceModel.DIRECTOR, subject="調査", text="本文",
-        language="ja", director="tanaka", assignee=None, state=State.NEW,
+        client_id="acme",
+        model=ServiceModel.DIRECTOR,
+        subject="調査",
+        text="本文",
+        language="ja",
+        director="tanaka",
+        assignee=None,
+        state=State.NEW,
         decision=Decision(rule="default", route="director", reasons=("why",)),
     )
 
@@ -90,11 +96,21 @@ def test_quarantine_and_replay(store: Store) -> None:
 
 def test_outbox_rows_move_from_pending_to_sent_or_retry(store: Store) -> None:
     with store.transaction():
-        row_id = store.add_outbox(OutboxDraft(
-            kind="confirmation", request_ref=None, recipients=("a@x",), cc=(),
-            subject="s", body_text="b", reply_to="desk@x", message_id="<mf.1@x>", raw=b"raw",
-            attachments=(), inbox_id=None,
-        ))
+        row_id = store.add_outbox(
+            OutboxDraft(
+                kind="confirmation",
+                request_ref=None,
+                recipients=("a@x",),
+                cc=(),
+                subject="s",
+                body_text="b",
+                reply_to="desk@x",
+                message_id="<mf.1@x>",
+                raw=b"raw",
+                attachments=(),
+                inbox_id=None,
+            )
+        )
     now = utcnow()
     assert [r.id for r in store.due_outbox(now)] == [row_id]
     store.mark_retry(row_id, "relay down", now + timedelta(minutes=1))

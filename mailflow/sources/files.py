@@ -63,7 +63,7 @@ def _mbox_chunks(data: bytes) -> Iterator[bytes]:
         if following == -1:
             yield data[start:]
             return
-        yield data[start:following + 1]
+        yield data[start : following + 1]
         start = following + 2
 
 

@@ -38,8 +38,12 @@ class IntakeHandler:
         except Exception as exc:  # noqa: BLE001 - whatever broke, the sender must retry
             log.error("cannot accept mail from %s: %s", peer, exc)
             return self._status("451 4.3.0 Mail store unavailable, try again later", envelope)
-        log.info("%s accepted inbox %s%s", self.protocol, accepted.inbox_id,
-                 " (duplicate)" if accepted.duplicate else "")
+        log.info(
+            "%s accepted inbox %s%s",
+            self.protocol,
+            accepted.inbox_id,
+            " (duplicate)" if accepted.duplicate else "",
+        )
         self.on_accepted()
         return self._status("250 2.0.0 Message accepted", envelope)
 
@@ -61,8 +65,13 @@ class _LmtpController(Controller):
 
 
 def start_listener(
-    host: str, port: int, *, accept: Accept, on_accepted: Callable[[], None],
-    max_bytes: int, lmtp: bool = False,
+    host: str,
+    port: int,
+    *,
+    accept: Accept,
+    on_accepted: Callable[[], None],
+    max_bytes: int,
+    lmtp: bool = False,
 ) -> Controller:
     """Start an SMTP (or LMTP) listener in its own thread; ``stop()`` it when done."""
     protocol = "lmtp" if lmtp else "smtp"

@@ -1,0 +1,357 @@
+"""The command line: the only place that prints or picks exit codes.
+
+Exit codes: 0 done, 1 an operational error (or nothing found), 2 a configuration error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mailflow.errors import ConfigError, MailflowError, StoreError
+from mailflow.instance import InstanceExistsError, init_instance, load_config
+
+EXIT_ERROR = 1
+EXIT_CONFIG = 2
+
+
+def _home(ctx: click.Context) -> Path:
+    home = ctx.obj["home"] if ctx.obj else None
+    return Path(home or os.environ.get("MAILFLOW_HOME") or ".").resolve()
+
+
+def _dump(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+def _config_problems(error: ConfigError) -> None:
+    click.echo(f"mailflow: {len(error.problems)} problem(s) in the configuration:", err=True)
+    for problem in error.problems:
+        click.echo(f"  {problem}", err=True)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn the exception tree into text and exit codes."""
+    try:
+        yield
+    except ConfigError as exc:
+        _config_problems(exc)
+        sys.exit(EXIT_CONFIG)
+    except StoreError as exc:
+        click.echo(f"mailflow: store unavailable: {exc}", err=True)
+        sys.exit(EXIT_ERROR)
+    except MailflowError as exc:
+        click.echo(f"mailflow: {exc}", err=True)
+        sys.exit(EXIT_ERROR)
+
+
+def _service(ctx: click.Context) -> Any:
+    from mailflow.service import Service
+
+    return Service(_home(ctx))
+
+
+def _with_service(ctx: click.Context, action: Callable[[Any], None]) -> None:
+    with _errors():
+        service = _service(ctx)
+        try:
+            action(service)
+        finally:
+            service.store.close()
+
+
+@click.group()
+@click.option(
+    "--home",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The instance directory (default: $MAILFLOW_HOME, else the current directory).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log every message processed.")
+@click.version_option(package_name="mailflow")
+@click.pass_context
+def main(ctx: click.Context, home: Path | None, verbose: bool) -> None:
+    """mailflow: the email desk of an online secretary service."""
+    ctx.ensure_object(dict)
+    ctx.obj["home"] = home
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@main.command()
+@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--demo", is_flag=True, help="Fill people.yaml with demo directors, members and clients."
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing instance's files.")
+@click.pass_context
+def init(ctx: click.Context, directory: Path | None, demo: bool, force: bool) -> None:
+    """Create an instance: mailflow.toml, rules.yaml, people.yaml, data/ and a secret."""
+    target = directory or _home(ctx)
+    try:
+        written = init_instance(target, demo=demo, force=force)
+    except InstanceExistsError as exc:
+        click.echo(f"mailflow: {exc}", err=True)
+        sys.exit(EXIT_ERROR)
+    for path in written:
+        click.echo(f"wrote {path}")
+    click.echo(f"instance ready in {target}; start it with: mailflow --home {target} run")
+
+
+@main.command()
+@click.pass_context
+def check(ctx: click.Context) -> None:
+    """Validate mailflow.toml, people.yaml, rules.yaml and templates; exit 2 on any problem."""
+    from mailflow.errors import Problem
+    from mailflow.render import Renderer
+
+    home = _home(ctx)
+    with _errors():
+        config = load_config(home)
+        overrides = home / "templates"
+        renderer = Renderer.default(extra_dirs=(overrides,) if overrides.is_dir() else ())
+        broken = renderer.check()
+        if broken:
+            raise ConfigError(
+                [
+                    Problem("templates", None, name, "does not compile", "fix the Jinja syntax")
+                    for name in broken
+                ]
+            )
+    directory = config.directory
+    click.echo(
+        f"ok: {home}: {len(directory.directors)} directors, {len(directory.members)} "
+        f"members, {len(directory.clients)} clients, {len(config.rules.routes)} routes"
+    )
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Process what is waiting, send the outbox, and exit.")
+@click.pass_context
+def run(ctx: click.Context, once: bool) -> None:
+    """Run the daemon: SMTP/LMTP listener, inbox processing and the outbox sender."""
+
+    def action(service: Any) -> None:
+        if once:
+            report = service.run_once()
+            click.echo(
+                f"processed {len(report.processed)} message(s); sent "
+                f"{report.outbox.sent}, retrying {report.outbox.retried}, "
+                f"failed {report.outbox.failed}"
+            )
+        else:
+            service.run()
+
+    if not once:
+        logging.getLogger().setLevel(logging.INFO)
+    _with_service(ctx, action)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.pass_context
+def ingest(ctx: click.Context, paths: tuple[str, ...]) -> None:
+    """Accept and process .eml files, mboxes or Maildirs (- reads stdin) as if received."""
+
+    def action(service: Any) -> None:
+        accepted = service.ingest(paths, stdin=sys.stdin.buffer)
+        duplicates = sum(1 for item in accepted if item.duplicate)
+        click.echo(
+            f"accepted {len(accepted) - duplicates} message(s), {duplicates} duplicate(s) ignored"
+        )
+
+    _with_service(ctx, action)
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the trace as JSON.")
+@click.pass_context
+def explain(ctx: click.Context, file: Path, as_json: bool) -> None:
+    """Dry run: parse, classify, identify, route and plan one mail; change nothing."""
+    from mailflow.explain import explain_mail
+
+    def action(service: Any) -> None:
+        trace = explain_mail(service.desk, file.read_bytes())
+        if as_json:
+            _dump(trace)
+        else:
+            for key, value in trace.items():
+                shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+                click.echo(f"{key:>15}: {shown}")
+
+    _with_service(ctx, action)
+
+
+@main.group()
+def requests() -> None:
+    """Requests: list them or show one."""
+
+
+@requests.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def requests_list(ctx: click.Context, as_json: bool) -> None:
+    """Requests with state, client, assignee and due date."""
+
+    def action(service: Any) -> None:
+        rows = service.store.list_requests()
+        if as_json:
+            _dump(rows)
+            return
+        for row in rows:
+            click.echo(
+                f"{row['ref']:<9} {row['state']:<12} {row['client']:<12} "
+                f"{row['assignee'] or '-':<10} {row['due'] or '-':<26} {row['subject']}"
+            )
+
+    _with_service(ctx, action)
+
+
+@requests.command("show")
+@click.argument("ref")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def requests_show(ctx: click.Context, ref: str, as_json: bool) -> None:
+    """One request with its events, messages and attachments."""
+
+    def action(service: Any) -> None:
+        data = service.store.show_request(ref)
+        if data is None:
+            click.echo(f"mailflow: no request {ref}", err=True)
+            sys.exit(EXIT_ERROR)
+        if as_json:
+            _dump(data)
+            return
+        for key in (
+            "ref",
+            "state",
+            "model",
+            "client",
+            "director",
+            "assignee",
+            "subject",
+            "due",
+            "skills",
+            "priority",
+        ):
+            click.echo(f"{key:>10}: {data[key]}")
+        click.echo("    events:")
+        for event in data["events"]:
+            click.echo(
+                f"      {event['at']} {event['actor']} {event['kind']} "
+                f"{event['from_state'] or ''}→{event['to_state'] or ''}"
+            )
+        click.echo(f"    decision: {json.dumps(data['decision'], ensure_ascii=False)}")
+
+    _with_service(ctx, action)
+
+
+@main.group()
+def outbox() -> None:
+    """Outgoing mail: list it or send what is due."""
+
+
+@outbox.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def outbox_list(ctx: click.Context, as_json: bool) -> None:
+    """Outgoing emails with kind, recipients and state."""
+
+    def action(service: Any) -> None:
+        rows = service.store.list_outbox()
+        if as_json:
+            _dump(rows)
+            return
+        for row in rows:
+            click.echo(
+                f"{row['id']:>5} {row['state']:<8} {row['kind']:<14} "
+                f"{','.join(row['to']):<30} {row['subject']}"
+            )
+
+    _with_service(ctx, action)
+
+
+@outbox.command("flush")
+@click.pass_context
+def outbox_flush(ctx: click.Context) -> None:
+    """Send what is due now."""
+
+    def action(service: Any) -> None:
+        report = service.sender.flush()
+        click.echo(f"sent {report.sent}, retrying {report.retried}, failed {report.failed}")
+
+    _with_service(ctx, action)
+
+
+@main.group()
+def quarantine() -> None:
+    """Messages that could not be processed, or are kept for a person to look at."""
+
+
+@quarantine.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def quarantine_list(ctx: click.Context, as_json: bool) -> None:
+    """Quarantined and held messages with the reason."""
+
+    def action(service: Any) -> None:
+        rows = service.store.list_quarantine()
+        if as_json:
+            _dump(rows)
+            return
+        for row in rows:
+            click.echo(
+                f"{row['id']:>5} {row['state']:<11} {row['sender'] or '-':<30} {row['reason']}"
+            )
+
+    _with_service(ctx, action)
+
+
+@quarantine.command("show")
+@click.argument("inbox_id", type=int)
+@click.option("--raw", is_flag=True, help="Print the raw message bytes.")
+@click.pass_context
+def quarantine_show(ctx: click.Context, inbox_id: int, raw: bool) -> None:
+    """One held or quarantined message: its reason and facts (or its raw bytes)."""
+
+    def action(service: Any) -> None:
+        data = service.store.show_inbox(inbox_id)
+        if data is None:
+            click.echo(f"mailflow: no inbox item {inbox_id}", err=True)
+            sys.exit(EXIT_ERROR)
+        if raw:
+            sys.stdout.buffer.write(service.store.raw.get(data["sha256"]))
+            return
+        _dump(data)
+
+    _with_service(ctx, action)
+
+
+@quarantine.command("replay")
+@click.argument("inbox_ids", type=int, nargs=-1, required=True)
+@click.pass_context
+def quarantine_replay(ctx: click.Context, inbox_ids: tuple[int, ...]) -> None:
+    """Process quarantined or held messages again (after fixing the cause)."""
+
+    def action(service: Any) -> None:
+        missing = [i for i in inbox_ids if not service.store.replay(i)]
+        results = service.desk.process_pending()
+        for result in results:
+            click.echo(f"{result.inbox_id}: {result.state} {result.ref or ''} {result.note}")
+        if missing:
+            click.echo(f"mailflow: not in quarantine: {', '.join(map(str, missing))}", err=True)
+            sys.exit(EXIT_ERROR)
+
+    _with_service(ctx, action)

@@ -1,0 +1,115 @@
+"""Raw message bytes → :class:`~mailflow.model.ParsedMail` (pipeline step 3, pure).
+
+``parse_mail`` is the one entry point. It parses with the lenient compat32 policy (fast,
+and it keeps the raw bytes of bad headers) and decodes every header and part itself.
+"""
+
+from __future__ import annotations
+
+from email.message import Message
+from email.parser import BytesParser
+from email.policy import compat32
+
+from mailflow.errors import ProcessingError
+from mailflow.model import Address, ForwardedMail, ParsedMail
+from mailflow.parse.attachments import safe_name
+from mailflow.parse.body import collect, forwarded_from_message
+from mailflow.parse.charsets import decode_bytes
+from mailflow.parse.forward import find_inline_forward
+from mailflow.parse.headers import (
+    decode_header,
+    message_ids,
+    parse_addresses,
+    parse_date,
+    unfold,
+)
+from mailflow.parse.html import html_to_text
+from mailflow.parse.quotes import split_quoted
+
+__all__ = [
+    "decode_bytes",
+    "decode_header",
+    "html_to_text",
+    "parse_addresses",
+    "parse_mail",
+    "safe_name",
+    "split_quoted",
+]
+
+_PARSER = BytesParser(policy=compat32)
+
+
+def parse_mail(raw: bytes) -> ParsedMail:
+    """Parse one message; raises ProcessingError only when there is nothing to parse."""
+    if not isinstance(raw, bytes | bytearray | memoryview):
+        raise ProcessingError(f"message is {type(raw).__name__}, not bytes")
+    data = bytes(raw)
+    if not data.strip():
+        raise ProcessingError("message is empty")
+    msg = _parse_tree(data)
+    try:
+        return _build(msg, data)
+    except RecursionError as exc:
+        raise ProcessingError("message structure is nested too deeply to read") from exc
+
+
+def _parse_tree(data: bytes) -> Message:
+    try:
+        return _PARSER.parsebytes(data)
+    except RecursionError as exc:
+        raise ProcessingError("MIME parts are nested too deeply to parse") from exc
+    except (ValueError, TypeError, IndexError, LookupError) as exc:
+        # The feed parser is lenient; anything it still rejects is not a message.
+        raise ProcessingError(f"not a parseable message: {exc}") from exc
+
+
+def _build(msg: Message, data: bytes) -> ParsedMail:
+    raw_headers = list(msg.raw_items())
+    first: dict[str, str] = {}
+    for key, value in raw_headers:
+        first.setdefault(key.lower(), value)
+    found = collect(msg)
+    body = found.body_text()
+    subject = decode_header(first.get("subject", ""))
+    text, quoted = split_quoted(body)
+    senders = _addresses(raw_headers, "from")
+    date = parse_date(first.get("date"))
+    defects = list(found.defects)
+    if first.get("date") and date is None:
+        defects.append(f"unreadable Date header: {unfold(first['date'])[:80]!r}")
+    if not raw_headers:
+        defects.append("message has no headers")
+    return ParsedMail(
+        message_id=next(iter(message_ids(first.get("message-id"))), ""),
+        subject=subject,
+        sender=senders[0] if senders else None,
+        to=_addresses(raw_headers, "to"),
+        cc=_addresses(raw_headers, "cc"),
+        reply_to=_addresses(raw_headers, "reply-to"),
+        date=date,
+        in_reply_to=next(iter(message_ids(first.get("in-reply-to"))), ""),
+        references=message_ids(first.get("references")),
+        text=text,
+        quoted=quoted,
+        html=found.html[0] if found.html else "",
+        attachments=tuple(found.attachments),
+        forwarded=_forwarded(found.messages, body, subject),
+        headers=tuple((key.lower(), decode_header(value)) for key, value in raw_headers),
+        defects=tuple(dict.fromkeys(defects)),
+        size=len(data),
+    )
+
+
+def _addresses(raw_headers: list[tuple[str, str]], name: str) -> tuple[Address, ...]:
+    found: list[Address] = []
+    for key, value in raw_headers:
+        if key.lower() == name:
+            found.extend(parse_addresses(value))
+    return tuple(found)
+
+
+def _forwarded(messages: list[Message], body: str, subject: str) -> ForwardedMail | None:
+    """An attached original wins over one pasted inline."""
+    if messages:
+        return forwarded_from_message(messages[0], depth=1)
+    return find_inline_forward(body, subject)

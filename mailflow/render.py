@@ -1,0 +1,319 @@
+"""Notice → subject, text and HTML, written from Jinja templates.
+
+Templates live in ``templates/<lang>/<kind>.{subject,txt,html}.j2``: an instance's own
+``templates/`` first, then the repository default. One :class:`Renderer` holds one Jinja
+``Environment`` for the life of the process (SIGHUP builds a new one), so every template is
+compiled once.
+
+Client text only ever reaches a template as a variable value: it is never compiled, so
+``{{ 7*7 }}`` in a client's mail comes out as written, and HTML parts autoescape it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from markupsafe import Markup, escape
+
+import mailflow
+from mailflow.errors import MailflowError
+from mailflow.model import Notice
+
+__all__ = ["MissingTemplateError", "Rendered", "Renderer", "default_template_dir"]
+
+PARTS = ("subject", "txt", "html")
+REQUIRED_PARTS = ("subject", "txt")
+FALLBACK_LANGUAGES = ("ja", "en")
+
+_WEEKDAYS_JA = "月火水木金土日"
+_SKILL_LABELS = {
+    "ja": {
+        "research": "リサーチ・調査",
+        "data_entry": "データ入力",
+        "translation": "翻訳",
+        "writing": "ライティング",
+        "accounting": "経理",
+        "design": "デザイン",
+        "scheduling": "日程調整",
+        "phone": "電話対応",
+        "office_visit": "訪問・外出",
+    },
+    "en": {
+        "research": "research",
+        "data_entry": "data entry",
+        "translation": "translation",
+        "writing": "writing",
+        "accounting": "accounting",
+        "design": "design",
+        "scheduling": "scheduling",
+        "phone": "phone calls",
+        "office_visit": "office visits",
+    },
+}
+_PRIORITY_LABELS = {
+    "ja": {"high": "高", "normal": "通常", "low": "低"},
+    "en": {"high": "high", "normal": "normal", "low": "low"},
+}
+
+
+class MissingTemplateError(MailflowError, KeyError):
+    """No template exists for a notice kind (in its language or the fallback)."""
+
+    def __init__(self, name: str, searched: Sequence[str]) -> None:
+        super().__init__(name)
+        self.name = name
+        self.searched = tuple(searched)
+
+    def __str__(self) -> str:
+        return f"missing template {self.name!r} (searched: {', '.join(self.searched)})"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One notice written out: a one-line subject, the text part, the optional HTML part."""
+
+    subject: str
+    text: str
+    html: str | None
+
+
+def default_template_dir() -> Path:
+    """The repository's templates: packaged in ``_data`` when installed, else the checkout."""
+    package = Path(mailflow.__file__).parent
+    packaged = package / "_data" / "templates"
+    return packaged if packaged.is_dir() else package.parent / "templates"
+
+
+class Renderer:
+    """Writes notices from one Jinja environment built over ``template_dirs``.
+
+    Earlier directories override later ones, name by name. ``default_language`` is used
+    only when a notice's language has no template directory at all.
+    """
+
+    def __init__(self, template_dirs: Sequence[Path | str], *, default_language: str = "ja"):
+        self.template_dirs = tuple(Path(d) for d in template_dirs)
+        self.default_language = default_language
+        self.env = _build_environment(self.template_dirs)
+        self.names = frozenset(self.env.list_templates(extensions=["j2"]))
+        self.languages = frozenset(name.split("/")[0] for name in self.names if "/" in name)
+
+    @classmethod
+    def default(
+        cls, extra_dirs: Iterable[Path | str] = (), *, default_language: str = "ja"
+    ) -> Renderer:
+        """A renderer over ``extra_dirs`` (instance overrides) and then the repository default."""
+        dirs = [*extra_dirs, default_template_dir()]
+        return cls(dirs, default_language=default_language)
+
+    def kinds(self, language: str) -> frozenset[str]:
+        """The notice kinds ``language`` has a subject template for."""
+        suffix = ".subject.j2"
+        prefix = f"{language}/"
+        return frozenset(
+            name[len(prefix) : -len(suffix)]
+            for name in self.names
+            if name.startswith(prefix) and name.endswith(suffix)
+        )
+
+    def render(
+        self, notice: Notice, *, ref: str | None, desk_name: str, desk_address: str
+    ) -> Rendered:
+        """Write ``notice`` in its language; raises :class:`MissingTemplateError`."""
+        language = self._language(notice.language)
+        context = {
+            **notice.context,
+            "ref": ref,
+            "kind": notice.kind,
+            "lang": language,
+            "desk": {"name": desk_name, "address": desk_address},
+        }
+        subject = one_line(self._render(language, notice.kind, "subject", context))
+        if ref and f"[{ref}]" not in subject:
+            # An override that forgot the ref would break threading for every reply.
+            subject = f"[{ref}] {subject}"
+        text = _tidy_text(self._render(language, notice.kind, "txt", context))
+        html = None
+        if self._name(language, notice.kind, "html") in self.names:
+            html = self._render(language, notice.kind, "html", context)
+        return Rendered(subject=subject, text=text, html=html)
+
+    def check(self) -> list[str]:
+        """Problems with the templates: compile errors and kinds missing a required part."""
+        problems = [p for name in sorted(self.names) if (p := self._compile_problem(name))]
+        for language in sorted(self.languages):
+            for kind in sorted(self._all_kinds(language)):
+                for part in REQUIRED_PARTS:
+                    name = self._name(language, kind, part)
+                    if name not in self.names:
+                        problems.append(f"{name}: missing (every kind needs subject and txt)")
+        return problems
+
+    def _compile_problem(self, name: str) -> str | None:
+        try:
+            self.env.get_template(name)
+        except jinja2.TemplateSyntaxError as exc:
+            return f"{name}:{exc.lineno}: {exc.message}"
+        except jinja2.TemplateNotFound as exc:
+            return f"{name}: includes a missing template {exc.name!r}"
+        return None
+
+    def _all_kinds(self, language: str) -> set[str]:
+        prefix = f"{language}/"
+        kinds = set()
+        for name in self.names:
+            base = name.removeprefix(prefix)
+            if name.startswith(prefix) and not base.startswith("_") and "/" not in base:
+                kinds.add(base.split(".")[0])
+        return kinds
+
+    def _language(self, wanted: str) -> str:
+        if wanted in self.languages:
+            return wanted
+        for language in (self.default_language, *FALLBACK_LANGUAGES):
+            if language in self.languages:
+                return language
+        return wanted
+
+    def _render(self, language: str, kind: str, part: str, context: Mapping[str, Any]) -> str:
+        name = self._name(language, kind, part)
+        if name not in self.names:
+            raise MissingTemplateError(name, [str(d) for d in self.template_dirs])
+        return self.env.get_template(name).render(context)
+
+    @staticmethod
+    def _name(language: str, kind: str, part: str) -> str:
+        return f"{language}/{kind}.{part}.j2"
+
+
+def _build_environment(dirs: Sequence[Path]) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader([str(d) for d in dirs]),
+        undefined=jinja2.StrictUndefined,
+        autoescape=_autoescape,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        # Templates are loaded once; a reload (SIGHUP) builds a new Renderer.
+        auto_reload=False,
+        cache_size=-1,
+    )
+    env.filters.update(
+        excerpt=excerpt,
+        quote=quote,
+        nl2br=nl2br,
+        filesize=filesize,
+        format_date=format_date,
+        skill_label=skill_label,
+        priority_label=priority_label,
+        addr_spec=addr_spec,
+        one_line=one_line,
+    )
+    return env
+
+
+def _autoescape(name: str | None) -> bool:
+    return name is not None and name.endswith(".html.j2")
+
+
+def _tidy_text(text: str) -> str:
+    # Trailing blanks go, except in "-- ", the signature separator mail readers know.
+    lines = [_rstrip(line) for line in text.replace("\r\n", "\n").split("\n")]
+    return "\n".join(lines).strip("\n") + "\n"
+
+
+def _rstrip(line: str) -> str:
+    return line if line == "-- " else line.rstrip()
+
+
+# Filters. Each takes plain values and returns text; none of them evaluates its input.
+
+
+def one_line(value: object) -> str:
+    """All whitespace (CR, LF, tabs, U+2028…) collapsed to single spaces."""
+    return " ".join(str(value).split())
+
+
+def excerpt(value: object, lines: int = 20, lang: str = "ja") -> str:
+    """The first ``lines`` lines of a text, with a marker when some were left out."""
+    all_lines = str(value).replace("\r\n", "\n").strip("\n").split("\n")
+    kept = all_lines[:lines]
+    left_out = len(all_lines) - len(kept)
+    if left_out:
+        kept.append(
+            f"…（以下 {left_out} 行省略）" if lang == "ja" else f"… ({left_out} more lines)"
+        )
+    return "\n".join(kept)
+
+
+def quote(value: object) -> str:
+    """Each line prefixed with ``> ``, as a mail quote."""
+    return "\n".join(f"> {line}".rstrip() for line in str(value).split("\n"))
+
+
+def nl2br(value: object) -> Markup:
+    """Escaped text with line breaks kept as ``<br>``: safe to put in HTML."""
+    lines = str(value).replace("\r\n", "\n").split("\n")
+    return Markup("<br>\n").join(escape(line) for line in lines)
+
+
+def filesize(value: object) -> str:
+    """A byte count for people: ``512 B``, ``12 KB``, ``3.4 MB``."""
+    size = float(str(value))
+    for unit in ("B", "KB", "MB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit != "MB" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GB"
+
+
+def format_date(value: object, lang: str = "ja") -> str:
+    """An ISO date or datetime for people: ``2026年12月3日（木）18:00``, ``Thu 3 Dec 2026 18:00``.
+
+    The time is shown only when there is one (not midnight, not a bare date); text that is
+    not ISO comes back unchanged.
+    """
+    parsed = _parse_iso(value)
+    if parsed is None:
+        return str(value)
+    shown_time = isinstance(parsed, datetime) and (parsed.hour, parsed.minute) != (0, 0)
+    if lang == "ja":
+        day = f"{parsed.year}年{parsed.month}月{parsed.day}日（{_WEEKDAYS_JA[parsed.weekday()]}）"
+    else:
+        day = f"{parsed:%a} {parsed.day} {parsed:%b %Y}"
+    if not shown_time:
+        return day
+    return f"{day}{parsed:%H:%M}" if lang == "ja" else f"{day} {parsed:%H:%M}"
+
+
+def _parse_iso(value: object) -> date | datetime | None:
+    if isinstance(value, date):
+        return value
+    text = str(value).strip()
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            return date.fromisoformat(text)
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+def skill_label(value: object, lang: str = "ja") -> str:
+    """A skill id as people say it (``data_entry`` → ``データ入力``)."""
+    return _SKILL_LABELS.get(lang, {}).get(str(value), str(value))
+
+
+def priority_label(value: object, lang: str = "ja") -> str:
+    return _PRIORITY_LABELS.get(lang, {}).get(str(value), str(value))
+
+
+def addr_spec(value: object) -> str:
+    """The bare address of ``Name <user@example>``."""
+    return parseaddr(str(value))[1] or str(value)

@@ -1,0 +1,198 @@
+"""Composition root: builds everything once and owns the loop.
+
+``run_once()`` does what is due (process accepted mail, send due outbox rows);
+``run()`` starts the listeners and repeats ``run_once()``, woken early whenever a
+listener accepts a mail. SIGTERM and SIGINT set the stop flag and wake the sleep;
+SIGHUP reloads people, rules and templates.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any, BinaryIO
+
+from mailflow.instance import Config, load_config
+from mailflow.outbox import FlushReport, OutboxSender, make_transport
+from mailflow.pipeline import Desk, Processed
+from mailflow.render import Renderer
+from mailflow.settings import read_secret
+from mailflow.sources.files import read_messages
+from mailflow.store import Accepted, Store
+
+log = logging.getLogger("mailflow")
+
+# How many messages `ingest` accepts per transaction: one commit per batch, not per mail.
+INGEST_BATCH = 200
+
+
+def database_url(config: Config) -> str:
+    settings = config.settings
+    return settings.database_url or f"sqlite:///{settings.db_path}"
+
+
+def sync_people(store: Store, config: Config) -> None:
+    rows: list[tuple[str, str, str, str, str, dict[str, Any]]] = []
+    directory = config.directory
+    for director in directory.directors.values():
+        rows.append((director.id, "director", director.name, director.email, director.language, {}))
+    for member in directory.members.values():
+        rows.append(
+            (
+                member.id,
+                "member",
+                member.name,
+                member.email,
+                member.language,
+                {"skills": list(member.skills), "capacity": member.capacity},
+            )
+        )
+    for client in directory.clients.values():
+        rows.append(
+            (
+                client.id,
+                "client",
+                client.company,
+                ",".join(client.contacts),
+                client.language,
+                {"plan": client.plan.value},
+            )
+        )
+    store.sync_people(rows)
+
+
+@dataclass(frozen=True)
+class RoundReport:
+    processed: list[Processed]
+    outbox: FlushReport
+
+
+class Service:
+    """One running desk: configuration, store, desk pipeline and outbox sender."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.config = load_config(home)
+        self.store = Store(database_url(self.config), self.config.settings.data_dir).open()
+        sync_people(self.store, self.config)
+        self.desk = Desk(
+            self.config, self.store, self._renderer(), read_secret(self.config.settings)
+        )
+        settings = self.config.settings
+        self.sender = OutboxSender(
+            self.store,
+            make_transport(settings.outbound_smtp, settings.sent_dir, settings.desk.address),
+        )
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._listeners: list[Any] = []
+
+    def _renderer(self) -> Renderer:
+        overrides = self.home / "templates"
+        return Renderer.default(extra_dirs=(overrides,) if overrides.is_dir() else ())
+
+    # -- one round --------------------------------------------------------------------
+
+    def run_once(self) -> RoundReport:
+        processed = self.desk.process_pending()
+        return RoundReport(processed, self.sender.flush())
+
+    def ingest(self, paths: Iterable[str], stdin: BinaryIO | None = None) -> list[Accepted]:
+        """Accept every message under ``paths``, then process them all."""
+        accepted: list[Accepted] = []
+        batch: list[tuple[bytes, str, str]] = []
+        for path in paths:
+            for raw, source_ref in read_messages(path, stdin=stdin):
+                batch.append((raw, "ingest", source_ref))
+                if len(batch) >= INGEST_BATCH:
+                    accepted += self.store.accept_many(batch)
+                    batch = []
+        if batch:
+            accepted += self.store.accept_many(batch)
+        self.desk.process_pending()
+        return accepted
+
+    # -- the daemon -----------------------------------------------------------------------
+
+    def run(self, poll_seconds: float = 30.0) -> None:
+        self._install_signals()
+        self._start_listeners()
+        log.info("mailflow running in %s", self.home)
+        try:
+            while not self._stop.is_set():
+                self._wake.clear()
+                self.run_once()
+                self._wake.wait(self._next_sleep(poll_seconds))
+        finally:
+            self._stop_listeners()
+            self.store.close()
+            log.info("mailflow stopped")
+
+    def _next_sleep(self, poll_seconds: float) -> float:
+        # A relay that is down is retried on the outbox schedule, not in a busy loop.
+        return poll_seconds
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def reload(self) -> None:
+        """Re-read people, rules and templates; keep running on the old ones if invalid."""
+        try:
+            config = load_config(self.home)
+        except Exception as exc:  # noqa: BLE001 - a bad edit must not stop the desk
+            log.error("reload refused, keeping the running configuration:\n%s", exc)
+            return
+        self.config = config
+        sync_people(self.store, config)
+        self.desk.config = config
+        self.desk.renderer = self._renderer()
+        log.info("reloaded people, rules and templates")
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def stop(signum: int, frame: FrameType | None) -> None:
+            log.info("signal %s: stopping", signum)
+            self.stop()
+
+        def hangup(signum: int, frame: FrameType | None) -> None:
+            self.reload()
+            self.wake()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, hangup)
+
+    def _start_listeners(self) -> None:
+        from mailflow.sources.smtp import start_listener
+
+        settings = self.config.settings
+        for address, lmtp in ((settings.smtp_listen, False), (settings.lmtp_listen, True)):
+            if address is None:
+                continue
+            host, port = address
+            self._listeners.append(
+                start_listener(
+                    host,
+                    port,
+                    accept=self.store.accept,
+                    on_accepted=self.wake,
+                    max_bytes=settings.max_message_bytes,
+                    lmtp=lmtp,
+                )
+            )
+
+    def _stop_listeners(self) -> None:
+        for listener in self._listeners:
+            listener.stop()
+        self._listeners.clear()

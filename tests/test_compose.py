@@ -1,0 +1,189 @@
+"""Outgoing mail bytes: headers, Japanese text, attachments, folding, injection."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from datetime import datetime, timedelta, timezone
+from email.message import EmailMessage
+from typing import Any
+
+import pytest
+
+from mailflow.compose import compose
+from mailflow.model import Address, Attachment
+from mailflow.render import Rendered
+
+JST = timezone(timedelta(hours=9))
+DESK = Address("desk@secretary.example", "Example オンライン秘書")
+CLIENT = Address("yamada@acme.example", "山田 太郎")
+REPLY_TO = "desk+MF-0012.abcdefghij@secretary.example"
+TEXT = "株式会社アクメ\n山田 太郎 様\n\nいつもお世話になっております。\nご依頼を承りました。\n"
+HTML = "<p>いつもお世話になっております。</p>\n"
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def build(rendered: Rendered | None = None, **overrides: Any) -> bytes:
+    arguments: dict[str, Any] = {
+        "sender": DESK,
+        "to": (CLIENT,),
+        "cc": (),
+        "reply_to": REPLY_TO,
+        "message_id": "<mf.0001@secretary.example>",
+        "date": datetime(2026, 12, 1, 9, 30, tzinfo=JST),
+        "in_reply_to": "<CAF=abc@mail.acme.example>",
+        "references": ("<CAF=abc@mail.acme.example>", "<mf.0000@secretary.example>"),
+        "automatic": True,
+    }
+    rendered = rendered or Rendered(
+        subject="[MF-0012] ご依頼を承りました：売上集計", text=TEXT, html=None
+    )
+    return compose(rendered, **(arguments | overrides))
+
+
+def parse(raw: bytes) -> EmailMessage:
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def text_of(message: EmailMessage, subtype: str) -> str:
+    part = message.get_body((subtype,))
+    assert isinstance(part, EmailMessage)
+    content = part.get_content()
+    assert isinstance(content, str)
+    return content
+
+
+def test_headers_round_trip() -> None:
+    message = parse(build())
+    assert message["Subject"] == "[MF-0012] ご依頼を承りました：売上集計"
+    assert message["From"] == "Example オンライン秘書 <desk@secretary.example>"
+    assert message["To"] == "山田 太郎 <yamada@acme.example>"
+    assert message["Cc"] is None
+    assert message["Reply-To"] == REPLY_TO
+    assert message["Message-ID"] == "<mf.0001@secretary.example>"
+    assert message["Date"].datetime == datetime(2026, 12, 1, 9, 30, tzinfo=JST)
+    assert message["In-Reply-To"] == "<CAF=abc@mail.acme.example>"
+    assert message["References"] == "<CAF=abc@mail.acme.example> <mf.0000@secretary.example>"
+    assert message["Auto-Submitted"] == "auto-generated"
+    assert message["X-Auto-Response-Suppress"] == "All"
+    assert message["X-Mailflow-Loop"] == "secretary.example"
+    assert message["MIME-Version"] == "1.0"
+
+
+def test_bytes_are_seven_bit_with_crlf_line_ends() -> None:
+    raw = build(
+        attachments=(Attachment("見積書.pdf", "mitsumori.pdf", "application/pdf", b"%PDF"),)
+    )
+    raw.decode("ascii")
+    assert b"\r\n" in raw
+    assert b"\n" not in raw.replace(b"\r\n", b"")
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+
+
+def test_japanese_body_survives() -> None:
+    message = parse(build())
+    assert message.get_content_type() == "text/plain"
+    assert message.get_content_charset() == "utf-8"
+    assert message["Content-Transfer-Encoding"] in ("base64", "quoted-printable")
+    assert text_of(message, "plain").replace("\r\n", "\n") == TEXT
+
+
+def test_html_alternative() -> None:
+    rendered = Rendered(subject="[MF-0012] 件名", text=TEXT, html=HTML)
+    message = parse(build(rendered))
+    assert message.get_content_type() == "multipart/alternative"
+    assert text_of(message, "plain").replace("\r\n", "\n") == TEXT
+    assert text_of(message, "html").replace("\r\n", "\n") == HTML
+
+
+def test_attachments_keep_their_japanese_names() -> None:
+    files = (
+        Attachment("売上 集計（最終版）.xlsx", "uriage.xlsx", XLSX, b"PK\x03\x04 fake xlsx"),
+        Attachment("メモ.txt", "memo.txt", "text/plain; charset=utf-8", "メモ".encode()),
+        Attachment("転送.eml", "tensou.eml", "message/rfc822", b"Subject: x\r\n\r\nbody"),
+    )
+    rendered = Rendered(subject="[MF-0012] 納品", text=TEXT, html=HTML)
+    message = parse(build(rendered, attachments=files))
+    assert message.get_content_type() == "multipart/mixed"
+    assert text_of(message, "plain").replace("\r\n", "\n") == TEXT
+    parts = list(message.iter_attachments())
+    assert [p.get_filename() for p in parts] == [f.filename for f in files]
+    assert [p.get_content_type() for p in parts] == [XLSX, "text/plain", "application/octet-stream"]
+    assert [p.get_payload(decode=True) for p in parts] == [f.payload for f in files]
+    assert b"filename*" in build(rendered, attachments=files)
+
+
+def test_inline_attachment_gets_its_content_id() -> None:
+    logo = Attachment(
+        "logo.png", "logo.png", "image/png", b"\x89PNG", inline=True, content_id="logo1"
+    )
+    message = parse(build(attachments=(logo,)))
+    part = next(p for p in message.walk() if p.get_content_type() == "image/png")
+    assert part.get_content_disposition() == "inline"
+    assert part["Content-ID"] == "<logo1>"
+
+
+def test_a_bad_content_type_becomes_octet_stream() -> None:
+    odd = Attachment("x.bin", "x.bin", "not a type\r\nX-Evil: 1", b"\x00\x01")
+    message = parse(build(attachments=(odd,)))
+    (part,) = message.iter_attachments()
+    assert part.get_content_type() == "application/octet-stream"
+    assert message["X-Evil"] is None
+
+
+def test_japanese_display_names_and_cc() -> None:
+    cc = (Address("sato@members.example", "佐藤 一郎"), Address("kim@beta.example", 'Kim, "Jay"'))
+    message = parse(build(cc=cc))
+    assert message["Cc"].addresses[0].display_name == "佐藤 一郎"
+    assert message["Cc"].addresses[1].display_name == 'Kim, "Jay"'
+    assert [a.addr_spec for a in message["Cc"].addresses] == [
+        "sato@members.example",
+        "kim@beta.example",
+    ]
+
+
+def test_human_mail_is_not_marked_automatic() -> None:
+    message = parse(build(automatic=False))
+    assert message["Auto-Submitted"] is None
+    assert message["X-Auto-Response-Suppress"] is None
+    assert message["X-Mailflow-Loop"] == "secretary.example"
+
+
+def test_first_mail_has_no_threading_headers() -> None:
+    message = parse(build(in_reply_to=None, references=()))
+    assert message["In-Reply-To"] is None
+    assert message["References"] is None
+
+
+def test_long_japanese_subject_is_folded_not_refused() -> None:
+    subject = "[MF-0012] " + ("とても長い件名の依頼です。" * 40)[:500]
+    raw = build(Rendered(subject=subject, text=TEXT, html=None))
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 78 + 2
+    assert parse(raw)["Subject"] == subject
+
+
+@pytest.mark.parametrize(
+    "field",
+    ["subject", "reply_to", "message_id", "in_reply_to", "name"],
+)
+def test_crlf_in_any_header_value_is_stripped(field: str) -> None:
+    evil = "x\r\nBcc: victim@example.com\nX-Injected: yes"
+    overrides: dict[str, Any] = {}
+    rendered = Rendered(subject="[MF-0012] ok", text=TEXT, html=None)
+    if field == "subject":
+        rendered = Rendered(subject=evil, text=TEXT, html=None)
+    elif field == "name":
+        overrides["to"] = (Address("yamada@acme.example", evil),)
+    else:
+        overrides[field] = "<a@b>" + evil if field != "reply_to" else REPLY_TO + evil
+    message = parse(build(rendered, **overrides))
+    assert message["Bcc"] is None
+    assert message["X-Injected"] is None
+    assert message.defects == [] or all("Bcc" not in str(d) for d in message.defects)
+
+
+def test_naive_dates_are_refused() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        build(date=datetime(2026, 12, 1, 9, 30))

@@ -1,0 +1,192 @@
+"""The first path end to end: a client's mail in, a confirmation out, on both stores."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from mails import client_mail, english_mail
+
+from mailflow.service import Service
+
+
+@pytest.fixture
+def service(any_home: Path) -> Iterator[Service]:
+    running = Service(any_home)
+    yield running
+    running.store.close()
+
+
+def _ingest(service: Service, tmp_path: Path, *raws: bytes) -> None:
+    paths = []
+    for index, raw in enumerate(raws):
+        path = tmp_path / f"mail{index}.eml"
+        path.write_bytes(raw)
+        paths.append(str(path))
+    service.ingest(paths)
+
+
+def _outbox(service: Service) -> list[dict]:  # type: ignore[type-arg]
+    return service.store.list_outbox()
+
+
+def test_director_model_client_gets_confirmation_director_gets_new_request(
+    service: Service, tmp_path: Path
+) -> None:
+    _ingest(service, tmp_path, client_mail(message_id="<first@acme.example>"))
+    [request] = service.store.list_requests()
+    assert request["ref"] == "MF-0001"
+    assert request["state"] == "new" and request["model"] == "director"
+    assert request["client"] == "acme" and request["director"] == "tanaka"
+    assert request["subject"] == "競合調査のお願い"
+    kinds = {row["kind"]: row for row in _outbox(service)}
+    assert set(kinds) == {"confirmation", "new_request"}
+    confirmation = kinds["confirmation"]
+    assert confirmation["to"] == ["yamada@acme.example"]
+    assert "[MF-0001]" in confirmation["subject"]
+    assert "承りました" in confirmation["body_text"] or "受け付け" in confirmation["body_text"]
+    assert kinds["new_request"]["to"] == ["tanaka@secretary.example"]
+    assert "競合3社" in kinds["new_request"]["body_text"]
+
+
+def test_outgoing_mail_threads_back_to_the_client(service: Service, tmp_path: Path) -> None:
+    _ingest(service, tmp_path, client_mail(message_id="<first@acme.example>"))
+    confirmation = next(r for r in _outbox(service) if r["kind"] == "confirmation")
+    service.sender.flush()
+    sent = [
+        email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        for path in (service.config.settings.sent_dir / "new").iterdir()
+    ]
+    assert len(sent) == 2
+    [message] = [m for m in sent if m["Message-ID"] == confirmation["message_id"]]
+    assert message["Message-ID"] == confirmation["message_id"]
+    assert message["Message-ID"].endswith("@secretary.example>")
+    assert message["In-Reply-To"] == "<first@acme.example>"
+    assert "<first@acme.example>" in message["References"]
+    assert message["Reply-To"].startswith("desk+MF-0001.")
+    assert message["Auto-Submitted"] == "auto-generated"
+    assert "[MF-0001]" in message["Subject"]
+
+
+def test_direct_model_goes_to_the_dedicated_member_in_english(
+    service: Service, tmp_path: Path
+) -> None:
+    _ingest(service, tmp_path, english_mail())
+    [request] = service.store.list_requests()
+    assert request["model"] == "direct" and request["assignee"] == "suzuki"
+    assert request["state"] == "assigned"
+    kinds = {row["kind"]: row for row in _outbox(service)}
+    assert set(kinds) == {"confirmation", "assignment"}
+    assert kinds["assignment"]["to"] == ["suzuki@members.example"]
+    assert "Translate our product sheet" in kinds["confirmation"]["subject"]
+    assert "request" in kinds["confirmation"]["body_text"].lower()
+
+
+def test_same_message_twice_is_one_request_and_one_confirmation(
+    service: Service, tmp_path: Path
+) -> None:
+    raw = client_mail(message_id="<twice@acme.example>")
+    _ingest(service, tmp_path, raw)
+    _ingest(service, tmp_path, raw)
+    assert len(service.store.list_requests()) == 1
+    assert [r["kind"] for r in _outbox(service)].count("confirmation") == 1
+
+
+def test_reused_message_id_with_new_content_is_a_new_request(
+    service: Service, tmp_path: Path
+) -> None:
+    _ingest(service, tmp_path, client_mail(message_id="<reuse@acme.example>", subject="一件目"))
+    _ingest(service, tmp_path, client_mail(message_id="<reuse@acme.example>", subject="二件目"))
+    assert [r["subject"] for r in service.store.list_requests()] == ["一件目", "二件目"]
+
+
+def test_unknown_sender_is_kept_for_the_director_without_a_request(
+    service: Service, tmp_path: Path
+) -> None:
+    _ingest(service, tmp_path, client_mail(sender="stranger@unknown.example"))
+    assert service.store.list_requests() == []
+    [held] = service.store.list_quarantine()
+    assert held["state"] == "held"
+    assert "unknown sender stranger@unknown.example" in held["reason"]
+
+
+def test_a_reply_to_our_mail_joins_its_request(service: Service, tmp_path: Path) -> None:
+    _ingest(service, tmp_path, client_mail(message_id="<first@acme.example>"))
+    confirmation = next(r for r in _outbox(service) if r["kind"] == "confirmation")
+    reply = client_mail(
+        subject="Re: [MF-0001] 競合調査のお願い",
+        body="追加で1社お願いします。\n",
+        in_reply_to=confirmation["message_id"],
+        to=confirmation["reply_to"],
+    )
+    _ingest(service, tmp_path, reply)
+    assert len(service.store.list_requests()) == 1
+    shown = service.store.show_request("MF-0001")
+    assert shown is not None
+    assert [e["kind"] for e in shown["events"]] == ["created", "message"]
+    assert len(shown["messages"]) == 4  # two in, two out
+
+
+def test_another_clients_ref_does_not_thread(service: Service, tmp_path: Path) -> None:
+    _ingest(service, tmp_path, client_mail(message_id="<first@acme.example>"))
+    _ingest(service, tmp_path, english_mail(subject="Re: [MF-0001] let me in"))
+    assert len(service.store.list_requests()) == 2
+
+
+def test_a_malformed_mail_is_quarantined_and_the_batch_goes_on(
+    service: Service, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mailflow.pipeline as pipeline
+
+    real_parse = pipeline.parse_mail
+
+    def fragile(raw: bytes):  # type: ignore[no-untyped-def]
+        if b"POISON" in raw:
+            raise ValueError("cannot parse this")
+        return real_parse(raw)
+
+    monkeypatch.setattr(pipeline, "parse_mail", fragile)
+    _ingest(
+        service,
+        tmp_path,
+        client_mail(subject="一"),
+        client_mail(body="POISON\n"),
+        client_mail(subject="三"),
+    )
+    assert len(service.store.list_requests()) == 2
+    [bad] = service.store.list_quarantine()
+    assert bad["state"] == "quarantined" and "ValueError: cannot parse this" in bad["reason"]
+    monkeypatch.setattr(pipeline, "parse_mail", real_parse)
+    assert service.store.replay(bad["id"])
+    service.desk.process_pending()
+    assert len(service.store.list_requests()) == 3
+
+
+def test_auto_replies_get_no_answer(service: Service, tmp_path: Path) -> None:
+    _ingest(
+        service,
+        tmp_path,
+        client_mail(subject="自動応答: 不在", extra_headers="Auto-Submitted: auto-replied\r\n"),
+    )
+    assert service.store.list_requests() == []
+    assert _outbox(service) == []
+
+
+def test_attachments_are_kept_with_the_request(service: Service, tmp_path: Path) -> None:
+    raw = (
+        b"From: yamada@acme.example\r\nTo: desk@secretary.example\r\nSubject: data\r\n"
+        b"Message-ID: <att@acme.example>\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\n\r\nPlease enter this.\r\n--B\r\n"
+        b"Content-Type: application/vnd.ms-excel\r\n"
+        b"Content-Disposition: attachment; filename*=UTF-8''%E9%A1%A7%E5%AE%A2.xlsx\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\nUEsDBA==\r\n--B--\r\n"
+    )
+    _ingest(service, tmp_path, raw)
+    [request] = service.store.list_requests()
+    [attachment] = request["attachments"]
+    assert attachment["filename"] == "顧客.xlsx"
+    assert (service.config.settings.files_dir / attachment["sha256"]).read_bytes() == b"PK\x03\x04"
