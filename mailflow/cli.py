@@ -87,6 +87,8 @@ def main(ctx: click.Context, home: Path | None, verbose: bool) -> None:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # aiosmtpd logs every connection at INFO; the desk logs one line per message instead.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
 @main.command()

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import Relay
 from mails import client_mail, english_mail
 
 from mailflow.service import Service
@@ -190,3 +191,24 @@ def test_attachments_are_kept_with_the_request(service: Service, tmp_path: Path)
     [attachment] = request["attachments"]
     assert attachment["filename"] == "顧客.xlsx"
     assert (service.config.settings.files_dir / attachment["sha256"]).read_bytes() == b"PK\x03\x04"
+
+
+def test_with_a_relay_configured_mail_goes_out_by_smtp(home: Path, relay: Relay) -> None:
+    toml = home / "mailflow.toml"
+    toml.write_text(
+        toml.read_text(encoding="utf-8").replace('smtp = ""', f'smtp = "{relay.url}"', 1),
+        encoding="utf-8",
+    )
+    service = Service(home)
+    try:
+        service.store.accept(client_mail(message_id="<relay@acme.example>"), "smtp", "")
+        report = service.run_once()
+    finally:
+        service.store.close()
+    assert report.outbox.sent == 2
+    recipients = sorted(rcpt for _, rcpts, _ in relay.messages for rcpt in rcpts)
+    assert recipients == ["tanaka@secretary.example", "yamada@acme.example"]
+    assert all(sender == "desk@secretary.example" for sender, _, _ in relay.messages)
+    assert not (home / "data" / "sent" / "new").exists() or not any(
+        (home / "data" / "sent" / "new").iterdir()
+    )
