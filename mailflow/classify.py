@@ -2,7 +2,8 @@
 
 Only human mail may open or move a request. Everything automatic is recognised from
 headers first (RFC 3834, RFC 3464, Exchange and list headers) and from subjects last,
-because subjects are the least reliable signal.
+because subjects are the least reliable signal. Mailing-list mail (List-Id) is its own
+class: a person wrote it, but nobody wrote it to the desk, so it is never answered.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import re
 
 from mailflow.model import Classification, ParsedMail
+from mailflow.threading import is_our_message_id
 
 _DAEMONS = ("mailer-daemon", "postmaster", "mail-daemon", "mailerdaemon")
 _DAEMON_NAMES = ("mail delivery system", "mail delivery subsystem", "mail administrator")
@@ -25,44 +27,73 @@ _AUTO_SUBJECT = re.compile(
     r"[【\[（(]?\s*(自動応答|自動返信|自動送信|不在(通知|のお知らせ|連絡|中|[:：】\])）\s]|$)))",
     re.IGNORECASE,
 )
-_PRECEDENCE = frozenset({"bulk", "junk", "list", "auto_reply", "auto-reply"})
+_PRECEDENCE = frozenset({"bulk", "junk", "auto_reply", "auto-reply"})
 _SUPPRESS = re.compile(r"\b(all|oof|autoreply)\b", re.IGNORECASE)
 
 
-def classify(mail: ParsedMail, *, desk_domain: str) -> tuple[Classification, str]:
-    """The classification of ``mail`` and a short reason a person can read."""
-    loop = _loop_reason(mail, desk_domain)
+def classify(
+    mail: ParsedMail, *, desk_domain: str, desk_address: str | None = None
+) -> tuple[Classification, str]:
+    """The classification of ``mail`` and a short reason a person can read.
+
+    Order matters: our own mail first (loops), then bounces, autoresponders and list
+    mail. ``desk_address`` (optional) also marks mail *from* the desk itself as a loop.
+    """
+    loop = _loop_reason(mail, desk_domain, desk_address)
     if loop:
         return Classification.LOOP, loop
     bounce = bounce_reason(mail)
     if bounce:
         return Classification.BOUNCE, bounce
-    auto = auto_reply_reason(mail)
+    auto = _autoresponse_reason(mail)
     if auto:
         return Classification.AUTO_REPLY, auto
+    listed = list_reason(mail)
+    if listed:
+        return Classification.LIST, listed
+    bulk = _bulk_reason(mail)
+    if bulk:
+        return Classification.AUTO_REPLY, bulk
     return Classification.HUMAN, "no automatic-mail signals"
 
 
 def is_automatic(mail: ParsedMail) -> bool:
-    """True for bounces and autoresponders: never answer these (RFC 3834 §2)."""
+    """True for bounces, autoresponders and list mail: never answer these (RFC 3834 §2)."""
     return bool(bounce_reason(mail) or auto_reply_reason(mail))
 
 
-def _loop_reason(mail: ParsedMail, desk_domain: str) -> str:
+def _loop_reason(mail: ParsedMail, desk_domain: str, desk_address: str | None) -> str:
     for name, _value in mail.headers:
         if name.startswith("x-mailflow-"):
             return f"carries our control header {name}"
+    # Only ids we made ("<mf.…@desk domain>"): staff mail from the desk's own domain
+    # carries ids on that domain too, and must not look like a loop.
     domain = desk_domain.strip().lower().lstrip("@")
-    if domain and mail.message_id.lower().endswith(f"@{domain}>"):
+    if domain and is_our_message_id(mail.message_id, domain):
         return f"Message-ID {mail.message_id} is one of ours"
+    desk = (desk_address or "").strip().strip("<>").lower()
+    if desk and mail.sender is not None and _same_mailbox(mail.sender.email, desk):
+        return f"sent from the desk address {mail.sender.email}"
     return ""
+
+
+def _same_mailbox(email: str, desk: str) -> bool:
+    """``desk@x`` and ``desk+MF-1.tag@x`` are both the desk (its signed reply addresses)."""
+    local, _, domain = email.lower().partition("@")
+    desk_local, _, desk_domain = desk.partition("@")
+    return domain == desk_domain and local.split("+", 1)[0] == desk_local
 
 
 def bounce_reason(mail: ParsedMail) -> str:
     """Why ``mail`` is a delivery status notification ("" if it is not)."""
     ctype = (mail.header("content-type") or "").lower()
-    if "multipart/report" in ctype and "delivery-status" in ctype:
-        return "multipart/report delivery-status"
+    kind = "multipart/report delivery-status" if "delivery-status" in ctype else ""
+    if mail.bounce is not None:
+        where = ", ".join(mail.bounce.recipients[:3])
+        status = mail.bounce.status or "no status"
+        return f"{kind or 'delivery failure report'} for {where} ({status})"
+    if "multipart/report" in ctype and kind:
+        return kind
     sender = mail.sender
     if sender:
         local = sender.email.split("@", 1)[0]
@@ -80,24 +111,41 @@ def bounce_reason(mail: ParsedMail) -> str:
 
 def auto_reply_reason(mail: ParsedMail) -> str:
     """Why ``mail`` is an autoresponse, list or bulk mail ("" if it is not)."""
+    return _autoresponse_reason(mail) or list_reason(mail) or _bulk_reason(mail)
+
+
+def list_reason(mail: ParsedMail) -> str:
+    """Why ``mail`` comes from a mailing list ("" if it does not)."""
+    for name in ("list-id", "list-unsubscribe"):
+        if mail.header(name) is not None:
+            return f"mailing-list mail ({name})"
+    if (mail.header("precedence") or "").strip().lower() == "list":
+        return "Precedence: list"
+    return ""
+
+
+def _autoresponse_reason(mail: ParsedMail) -> str:
+    """Signals that a program answered: these win over list headers."""
     auto_submitted = (mail.header("auto-submitted") or "").strip().lower()
     if auto_submitted and not auto_submitted.startswith("no"):
         return f"Auto-Submitted: {auto_submitted}"
     for name in ("x-autoreply", "x-autorespond", "x-autoresponder", "x-autogenerated"):
         if mail.header(name) is not None:
             return f"{name} header"
+    ctype = (mail.header("content-type") or "").lower()
+    if "multipart/report" in ctype:
+        return "multipart/report (receipt or feedback report)"
+    if _AUTO_SUBJECT.search(mail.subject):
+        return f"autoresponder subject {mail.subject[:40]!r}"
+    return ""
+
+
+def _bulk_reason(mail: ParsedMail) -> str:
+    """Weaker signals of mail nobody wants answered (lists often set these too)."""
     precedence = (mail.header("precedence") or "").strip().lower()
     if precedence in _PRECEDENCE:
         return f"Precedence: {precedence}"
     suppress = mail.header("x-auto-response-suppress") or ""
     if _SUPPRESS.search(suppress):
         return f"X-Auto-Response-Suppress: {suppress}"
-    ctype = (mail.header("content-type") or "").lower()
-    if "multipart/report" in ctype:
-        return "multipart/report (receipt or feedback report)"
-    if _AUTO_SUBJECT.search(mail.subject):
-        return f"autoresponder subject {mail.subject[:40]!r}"
-    for name in ("list-id", "list-unsubscribe"):
-        if mail.header(name) is not None:
-            return f"mailing-list mail ({name})"
     return ""

@@ -146,12 +146,16 @@ def run(ctx: click.Context, once: bool) -> None:
 
     def action(service: Any) -> None:
         if once:
-            report = service.run_once()
+            report = service.run_once(drain_mailboxes=True)
             click.echo(
                 f"processed {len(report.processed)} message(s); sent "
                 f"{report.outbox.sent}, retrying {report.outbox.retried}, "
                 f"failed {report.outbox.failed}"
             )
+            for name, error in report.failed_mailboxes.items():
+                click.echo(f"mailflow: mailbox {name}: {error}", err=True)
+            if report.failed_mailboxes:
+                sys.exit(EXIT_ERROR)
         else:
             service.run()
 
@@ -182,18 +186,56 @@ def ingest(ctx: click.Context, paths: tuple[str, ...]) -> None:
 @click.pass_context
 def explain(ctx: click.Context, file: Path, as_json: bool) -> None:
     """Dry run: parse, classify, identify, route and plan one mail; change nothing."""
-    from mailflow.explain import explain_mail
+    from mailflow.explain import explain_mail, readable
 
     def action(service: Any) -> None:
         trace = explain_mail(service.desk, file.read_bytes())
         if as_json:
             _dump(trace)
         else:
-            for key, value in trace.items():
-                shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-                click.echo(f"{key:>15}: {shown}")
+            click.echo("\n".join(readable(trace)))
 
     _with_service(ctx, action)
+
+
+@main.group()
+def rules() -> None:
+    """rules.yaml: check a change against saved mail before it goes live."""
+
+
+@rules.command("test")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON rows.")
+@click.pass_context
+def rules_test(ctx: click.Context, directory: Path, as_json: bool) -> None:
+    """Route every .eml in DIRECTORY and print where each would go; exit 1 if any fails."""
+    from mailflow.explain import route_row
+
+    def action(service: Any) -> None:
+        files = sorted(directory.glob("*.eml"))
+        rows = [route_row(service.desk, path.name, path.read_bytes()) for path in files]
+        if as_json:
+            _dump(rows)
+        else:
+            _print_route_table(rows)
+        if not rows or not all(row["ok"] for row in rows):
+            sys.exit(EXIT_ERROR)
+
+    _with_service(ctx, action)
+
+
+def _print_route_table(rows: list[dict[str, Any]]) -> None:
+    columns = ("file", "sender", "rule", "route", "member", "skills", "due")
+    widths = {c: max([len(c)] + [len(str(r.get(c, ""))) for r in rows]) for c in columns}
+    click.echo("  ".join(c.ljust(widths[c]) for c in columns))
+    for row in rows:
+        if not row["ok"] and "sender" not in row:
+            click.echo(f"{row['file']}  FAILED: {row['error']}")
+            continue
+        line = "  ".join(str(row[c]).ljust(widths[c]) for c in columns)
+        click.echo(line + ("" if row["ok"] else f"  FAILED: {row['error']}"))
+    failed = sum(1 for row in rows if not row["ok"])
+    click.echo(f"{len(rows)} file(s), {failed} failed to route")
 
 
 @main.group()

@@ -128,6 +128,10 @@ class Directory:
     def person(self, person_id: str) -> Staff | None:
         return next((person for person in self.people() if person.id == person_id), None)
 
+    def is_staff(self, email: str) -> bool:
+        """Directors, members and coordinators: the service's own people."""
+        return email.strip().lower() in self._staff_by_email
+
     @cached_property
     def _staff_by_email(self) -> dict[str, Staff]:
         return {person.email: person for person in self.people()}

@@ -16,9 +16,8 @@ from pathlib import Path
 import mailflow
 from mailflow.directory import PEOPLE_FILE, Directory, load_directory
 from mailflow.errors import ConfigError, Problem
-from mailflow.rules import RULES_FILE, RuleSet, load_rules
+from mailflow.rules import RULES_FILE, RuleSet, check_against, load_rules
 from mailflow.settings import SETTINGS_FILE, Settings, load_settings
-from mailflow.yamlfile import LineDict
 
 SECRET_FILE = "secret.key"
 DATA_DIRS = ("data", "data/raw", "data/files", "data/sent")
@@ -84,30 +83,10 @@ def load_config(home: Path) -> Config:
     except ConfigError as error:
         problems.extend(error.problems)
     if rules is not None and directory is not None:
-        problems.extend(_check_assignments(rules, directory))
+        problems.extend(check_against(rules, directory))
     if problems or settings is None or rules is None or directory is None:
         raise ConfigError(problems)
     return Config(settings, directory, rules)
-
-
-def _check_assignments(rules: RuleSet, directory: Directory) -> list[Problem]:
-    """A route that assigns a member must name one that people.yaml knows."""
-    problems = []
-    for index, route in enumerate(rules.routes):
-        member = route.then.get("assign")
-        if isinstance(member, str) and member not in directory.members:
-            line = route.then.key_line("assign") if isinstance(route.then, LineDict) else route.line
-            problems.append(
-                Problem(
-                    RULES_FILE,
-                    line,
-                    f"routes[{index}].then.assign",
-                    f"unknown member '{member}'",
-                    "use one of the members in people.yaml: "
-                    + (", ".join(directory.members) or "…"),
-                )
-            )
-    return problems
 
 
 # -- creating ------------------------------------------------------------------------------

@@ -51,6 +51,7 @@ class Classification(StrEnum):
     AUTO_REPLY = "auto_reply"
     BOUNCE = "bounce"
     LOOP = "loop"
+    LIST = "list"
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,21 @@ class ForwardedMail:
 
 
 @dataclass(frozen=True)
+class BounceReport:
+    """What a delivery failure report says: who could not be reached, and for which mail.
+
+    ``original_message_id`` is the Message-ID of the returned message (ours, when we sent
+    it), brackets kept; ``status`` is the RFC 3463 code ("5.1.1"), "" when none was given.
+    """
+
+    recipients: tuple[str, ...]
+    original_message_id: str
+    status: str
+    diagnostic: str
+    permanent: bool
+
+
+@dataclass(frozen=True)
 class ParsedMail:
     """What the pipeline needs to know about one message, decoded to text.
 
@@ -123,6 +139,8 @@ class ParsedMail:
     headers: tuple[tuple[str, str], ...] = ()
     defects: tuple[str, ...] = ()
     size: int = 0
+    content_type: str = ""
+    bounce: BounceReport | None = None
 
     def header(self, name: str) -> str | None:
         """The first (topmost) value of a header, or None."""
@@ -173,6 +191,24 @@ class Decision:
 
 
 @dataclass(frozen=True)
+class FileRef:
+    """A stored file (by sha256) to attach to an outgoing mail, e.g. a delivery."""
+
+    sha256: str
+    filename: str
+    content_type: str
+    size: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "sha256": self.sha256,
+            "filename": self.filename,
+            "content_type": self.content_type,
+            "size": self.size,
+        }
+
+
+@dataclass(frozen=True)
 class Notice:
     """An email to be written from a template: the kind, to whom, and the facts.
 
@@ -188,6 +224,8 @@ class Notice:
     cc: tuple[Address, ...] = ()
     attachments: tuple[Attachment, ...] = ()
     automatic: bool = True
+    # Stored files to attach (read from the file store when the mail is composed).
+    files: tuple[FileRef, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -234,3 +272,7 @@ class Outcome:
     notices: tuple[Notice, ...] = ()
     hold_reason: str | None = None
     note: str = ""
+    # Field updates to the request (state, assignee, due, priority, skills, data, …).
+    changes: Mapping[str, Any] = field(default_factory=dict)
+    # Hours a member logged: (member id, hours).
+    hours: tuple[tuple[str, float], ...] = ()

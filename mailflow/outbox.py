@@ -170,6 +170,8 @@ class OutboxSender:
         self.transport = transport
         self.clock = clock
         self.relay_down = False
+        # Told about every mail that will never arrive (the service alerts the director).
+        self.on_failure: Callable[[OutboxRow, str], None] | None = None
 
     def flush(self) -> FlushReport:
         """Send everything due, batch by batch; stop early when the relay is down."""
@@ -191,9 +193,7 @@ class OutboxSender:
         except TransientDeliveryError as exc:
             return self._retry(row, str(exc))
         except PermanentDeliveryError as exc:
-            log.error("outbox %s (%s) failed permanently: %s", row.id, row.kind, exc)
-            self.store.mark_failed(row.id, str(exc))
-            return "failed"
+            return self._fail(row, str(exc))
         if self.relay_down:
             log.warning("relay reachable again")
             self.relay_down = False
@@ -201,13 +201,19 @@ class OutboxSender:
         log.info("outbox %s sent: %s to %s", row.id, row.kind, ", ".join(row.recipients))
         return "sent"
 
+    def _fail(self, row: OutboxRow, error: str) -> str:
+        log.error("outbox %s (%s) failed permanently: %s", row.id, row.kind, error)
+        self.store.mark_failed(row.id, error)
+        if self.on_failure is not None:
+            self.on_failure(row, error)
+        return "failed"
+
     def _retry(self, row: OutboxRow, error: str) -> str:
         if not self.relay_down:
             log.warning("cannot send (will retry): %s", error)
         self.relay_down = True
         delay = BACKOFF[min(row.attempts, len(BACKOFF) - 1)]
         if self.clock() - row.created_at > GIVE_UP:
-            self.store.mark_failed(row.id, f"gave up after {row.attempts} attempts: {error}")
-            return "failed"
+            return self._fail(row, f"gave up after {row.attempts} attempts: {error}")
         self.store.mark_retry(row.id, error, self.clock() + delay)
         return "retry"

@@ -8,22 +8,39 @@ quarantined with its reason; the others go on.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
+from mailflow import ratelimit
 from mailflow import threading as mfthreading
+from mailflow.assign import MemberLoad
+from mailflow.auth import AuthResult, authenticate
+from mailflow.calendar_jp import BusinessCalendar
 from mailflow.classify import classify
 from mailflow.compose import compose
 from mailflow.instance import Config
-from mailflow.model import Address, Notice, Outcome, ParsedMail, Sender
-from mailflow.parse import parse_mail
+from mailflow.model import (
+    Address,
+    Attachment,
+    Classification,
+    FileRef,
+    Notice,
+    Outcome,
+    ParsedMail,
+    Sender,
+)
+from mailflow.parse import parse_mail, safe_name
 from mailflow.render import Renderer
-from mailflow.store import AlreadyProcessed, OutboxDraft, PendingItem, Store, utcnow
-from mailflow.workflow import Situation, plan
+from mailflow.situation import RequestView, Situation
+from mailflow.store import AlreadyProcessed, OutboxDraft, OutboxRow, PendingItem, Store, utcnow
+from mailflow.transitions import month_bounds
+from mailflow.workflow import delivery_failed, plan
 
 log = logging.getLogger("mailflow")
 
@@ -54,6 +71,16 @@ class Desk:
         self.renderer = renderer
         self.secret = secret
         self.clock = clock
+        self.configure(config)
+
+    def configure(self, config: Config) -> None:
+        """Take a (re)loaded configuration: people, rules and what is derived from them."""
+        self.config = config
+        self.calendar = BusinessCalendar.from_defaults(config.rules.defaults)
+        self.rate_windows = tuple(
+            ratelimit.Window(count, timedelta(seconds=seconds))
+            for count, seconds in config.rules.defaults.automatic_mail_limits
+        )
 
     @property
     def desk_address(self) -> str:
@@ -61,17 +88,40 @@ class Desk:
 
     # -- the loop body ------------------------------------------------------------------
 
-    def process_pending(self, limit: int = 500) -> list[Processed]:
-        """Process accepted mail until none is left (or ``limit`` per round)."""
+    def process_pending(
+        self, limit: int = 500, *, stop: threading.Event | None = None
+    ) -> list[Processed]:
+        """Process accepted mail until none is left; a set ``stop`` ends the round after
+        the message in hand (SIGTERM during a backlog stops within one message)."""
+        stop = stop or threading.Event()
+        if not self.store.is_sqlite:
+            return self._process_locked(stop)
         done: list[Processed] = []
-        while True:
+        while not stop.is_set():
             batch = self.store.pending(limit)
             if not batch:
                 return done
             for item in batch:
+                if stop.is_set():
+                    break
                 result = self.process(item)
                 if result is not None:
                     done.append(result)
+        return done
+
+    def _process_locked(self, stop: threading.Event) -> list[Processed]:
+        """PostgreSQL: each message inside a transaction that holds its row lock, so that
+        several daemons on one database never work on the same message."""
+        done: list[Processed] = []
+        while not stop.is_set():
+            with self.store.transaction():
+                item = self.store.lock_next_pending()
+                if item is None:
+                    return done
+                result = self.process(item)
+            if result is not None:
+                done.append(result)
+        return done
 
     def process(self, item: PendingItem) -> Processed | None:
         started = time.perf_counter()
@@ -97,26 +147,90 @@ class Desk:
         return result
 
     def _process(self, item: PendingItem) -> Processed:
-        mail = parse_mail(self.store.raw.get(item.sha256))
-        situation = self.situate(mail)
+        raw = self.store.raw.get(item.sha256)
+        limit = self.config.settings.max_message_bytes
+        oversized = (len(raw), limit) if len(raw) > limit else None
+        # An oversized mail is only read as far as its headers: who sent it, about what.
+        mail = parse_mail(header_block(raw) if oversized else raw)
+        situation = self.situate(mail, oversized=oversized)
         outcome = plan(situation)
         return self.commit(item.inbox_id, mail, situation, outcome)
 
     # -- pure steps, also used by `mailflow explain` --------------------------------------
 
-    def situate(self, mail: ParsedMail) -> Situation:
-        classification, why = classify(mail, desk_domain=self.config.settings.desk.domain)
+    def situate(self, mail: ParsedMail, *, oversized: tuple[int, int] | None = None) -> Situation:
+        desk = self.config.settings.desk
+        classification, why = classify(mail, desk_domain=desk.domain, desk_address=desk.address)
         directory = self.config.directory
         sender = directory.identify(mail.sender.email) if mail.sender else None
+        bounced = self._bounced_outbox(mail) if classification is Classification.BOUNCE else None
+        bounced_ref = bounced["request"] if bounced else None
+        matched_ref = self.match_request(mail, sender)
+        now = self.clock()
+        row = self.store.request_row(matched_ref) if matched_ref else None
+        auth = self._authenticate(mail, sender, matched_ref)
         return Situation(
             mail=mail,
             classification=classification,
             classification_reason=why,
             sender=sender,
-            matched_ref=self.match_request(mail, sender),
+            matched_ref=matched_ref,
             directory=directory,
-            now=self.clock(),
+            rules=self.config.rules,
+            now=now,
+            timezone=desk.timezone,
+            desk_language=desk.language,
+            calendar=self.calendar,
+            workload=self._workload(now) if sender and matched_ref is None else {},
+            oversized=oversized,
+            bounced=bounced,
+            bounced_request=self.store.request_summary(bounced_ref) if bounced_ref else None,
+            request=RequestView.from_row(row) if row else None,
+            authenticated=auth.ok,
+            auth_reason=auth.reason,
+            hours_used=self._hours_used(row["client"] if row else None, now),
         )
+
+    def _authenticate(self, mail: ParsedMail, sender: Sender | None, ref: str | None) -> AuthResult:
+        if sender is None:
+            return AuthResult(False, "unknown sender")
+        return authenticate(
+            mail,
+            sender=sender.email,
+            desk_address=self.desk_address,
+            secret=self.secret,
+            trusted_authserv_ids=self.config.settings.trusted_authserv_ids,
+            ref=ref,
+        )
+
+    def _hours_used(self, client: str | None, now: datetime) -> float:
+        """Hours logged this month (desk time) for the client, against monthly_hours."""
+        if client is None:
+            return 0.0
+        start, end = month_bounds(now.astimezone(self.config.settings.tz))
+        return self.store.hours_used(client, start, end)
+
+    def _workload(self, now: datetime) -> dict[str, MemberLoad]:
+        """Each member's open work and this week's assignments, for choosing a member."""
+        local = now.astimezone(self.config.settings.tz)
+        week_start = (local - timedelta(days=local.weekday())).replace(
+            hour=0, minute=0, second=0, microsecond=0
+        )
+        return {
+            member: MemberLoad.of(
+                counts["estimates"],
+                assigned_this_week=counts["assigned_this_week"],
+                last_assigned_at=counts["last_assigned_at"],
+            )
+            for member, counts in self.store.member_workload(week_start).items()
+        }
+
+    def _bounced_outbox(self, mail: ParsedMail) -> dict[str, Any] | None:
+        """The outbox row a bounce answers, found by the Message-ID it returns."""
+        bounce = mail.bounce
+        if bounce is None or not bounce.original_message_id:
+            return None
+        return self.store.outbox_by_message_id(bounce.original_message_id)
 
     def match_request(self, mail: ParsedMail, sender: Sender | None) -> str | None:
         """Thread a mail to a request the sender belongs to (DESIGN §3 order)."""
@@ -124,9 +238,18 @@ class Desk:
             return None
         for ref in self._candidate_refs(mail, sender):
             summary = self.store.request_summary(ref)
-            if summary is not None and _belongs(summary, sender):
+            if summary is not None and self._belongs(summary, sender):
                 return ref
         return None
+
+    def _belongs(self, request: dict[str, Any], sender: Sender) -> bool:
+        """A ref alone never gives access: the sender must be part of the request —
+        a contact of its client, its member, its director, or the client's coordinator."""
+        if sender.client_id is not None:
+            return bool(request["client"] == sender.client_id)
+        client = self.config.directory.clients.get(request["client"])
+        coordinator = client.coordinator if client else None
+        return sender.person_id in (request["director"], request["assignee"], coordinator)
 
     def _candidate_refs(self, mail: ParsedMail, sender: Sender) -> list[str]:
         candidates: list[str] = []
@@ -147,18 +270,11 @@ class Desk:
     def commit(
         self, inbox_id: int, mail: ParsedMail, situation: Situation, outcome: Outcome
     ) -> Processed:
-        sender_text = str(mail.sender) if mail.sender else ""
+        # Files of a refused (spoofed) or automatic mail never join a request.
+        trusted = situation.classification is Classification.HUMAN and not outcome.hold_reason
         with self.store.transaction():
             self.store.claim(inbox_id)
-            ref = outcome.request_ref
-            if outcome.new_request is not None:
-                ref = self.store.create_request(
-                    outcome.new_request, inbox_id, mfthreading.format_ref
-                )
-            if ref is not None:
-                self._record_mail(ref, inbox_id, mail, outcome)
-            for notice in outcome.notices:
-                self._queue(notice, ref, inbox_id, mail)
+            ref = self.carry_out(outcome, mail=mail, inbox_id=inbox_id, keep_files=trusted)
             state = "held" if outcome.hold_reason else "done"
             note = outcome.hold_reason or outcome.note
             self.store.finish(
@@ -166,21 +282,100 @@ class Desk:
                 state=state,
                 reason=note,
                 classification=situation.classification.value,
-                sender=sender_text,
+                sender=str(mail.sender) if mail.sender else "",
                 subject=mail.subject,
                 request_ref=ref,
             )
         return Processed(inbox_id, state, ref, note)
 
-    def _record_mail(self, ref: str, inbox_id: int, mail: ParsedMail, outcome: Outcome) -> None:
-        self.store.link_message(ref, "in", mail.message_id, inbox_id=inbox_id)
-        for event in outcome.events:
-            self.store.add_event(ref, event, inbox_id)
-        for attachment in mail.attachments:
-            self.store.add_file(ref, inbox_id, attachment)
+    def carry_out(
+        self,
+        outcome: Outcome,
+        *,
+        mail: ParsedMail | None = None,
+        inbox_id: int | None = None,
+        keep_files: bool = False,
+    ) -> str | None:
+        """Inside a transaction: write what an Outcome says. Mail and scheduled work
+        (a synthetic event, with no mail) both come through here."""
+        ref = outcome.request_ref
+        if outcome.new_request is not None:
+            ref = self.store.create_request(outcome.new_request, inbox_id, mfthreading.format_ref)
+        if ref is not None:
+            if mail is not None:
+                self.store.link_message(ref, "in", mail.message_id, inbox_id=inbox_id)
+            for event in outcome.events:
+                self.store.add_event(ref, event, inbox_id)
+            for attachment in mail.attachments if mail is not None and keep_files else ():
+                self.store.add_file(ref, inbox_id, attachment)
+            self.store.update_request(ref, dict(outcome.changes))
+            for member, hours in outcome.hours:
+                self.store.log_hours(ref, member, hours)
+        for notice in outcome.notices:
+            self._queue(notice, ref, inbox_id, mail)
+        return ref
 
-    def _queue(self, notice: Notice, ref: str | None, inbox_id: int, mail: ParsedMail) -> None:
+    def delivery_failed(self, row: OutboxRow, error: str) -> None:
+        """The relay refused a mail for good: its request's director is told."""
+        outbox = self.store.outbox_by_message_id(row.message_id)
+        if outbox is None:
+            return
+        request = self.store.request_summary(row.request_ref) if row.request_ref else None
+        status = error.split(" ", 1)[0] if error[:1].isdigit() else ""
+        outcome = delivery_failed(
+            self.config.directory,
+            outbox,
+            request,
+            recipients=row.recipients,
+            status=status,
+            diagnostic=error,
+            permanent=True,
+        )
+        with self.store.transaction():
+            self.carry_out(outcome)
+
+    def _suppression(self, notice: Notice, mail: ParsedMail | None) -> str | None:
+        """Why an automatic notice must not go out, or None (DESIGN §2: no loops).
+
+        Some kinds go to one address once a day at most. The sliding windows apply to
+        answers to the mail in hand — mail back to its own sender, which is how a loop
+        with a robot runs — and never to staff: a director with forty client mails at
+        9:00 gets forty notices.
+        """
+        recipient = notice.to[0].email
+        if not notice.automatic:
+            return None
+        now = self.clock()
+        interval = ratelimit.ONCE_PER.get(notice.kind)
+        if interval and self.store.sent_kind_to(notice.kind, recipient, now - interval):
+            return f"{notice.kind} already sent to {recipient} within {interval}"
+        answering = (
+            mail is not None and mail.sender is not None and mail.sender.email == recipient.lower()
+        )
+        if not answering or self.config.directory.is_staff(recipient):
+            return None
+        windows = self.rate_windows
+        earlier = self.store.automatic_mail_times(recipient, now - ratelimit.longest(windows))
+        return ratelimit.over_limit(earlier, now, windows)
+
+    def _stored(self, file: FileRef) -> Attachment:
+        """A stored file made attachable again (a delivery's files, by sha256)."""
+        return Attachment(
+            filename=file.filename,
+            safe_name=safe_name(file.filename),
+            content_type=file.content_type,
+            payload=self.store.files.get(file.sha256),
+        )
+
+    def _queue(
+        self, notice: Notice, ref: str | None, inbox_id: int | None, mail: ParsedMail | None
+    ) -> None:
         """Render, compose and store one outgoing mail; its Message-ID is fixed here."""
+        suppressed = self._suppression(notice, mail)
+        if suppressed:
+            log.warning("suppressed %s to %s: %s", notice.kind, notice.to[0].email, suppressed)
+            self.store.suppress(notice.to[0].email, notice.kind, suppressed, ref, inbox_id)
+            return
         desk = self.config.settings.desk
         rendered = self.renderer.render(
             notice, ref=ref, desk_name=desk.name, desk_address=desk.address
@@ -192,7 +387,9 @@ class Desk:
             if ref
             else desk.address
         )
-        replying_to = mail.message_id or None
+        replying_to = (mail.message_id or None) if mail is not None else None
+        references = (*mail.references, mail.message_id) if mail is not None else ()
+        attachments = notice.attachments + tuple(self._stored(f) for f in notice.files)
         raw = compose(
             rendered,
             sender=Address(desk.address, desk.name),
@@ -202,9 +399,9 @@ class Desk:
             message_id=message_id,
             date=self.clock(),
             in_reply_to=replying_to,
-            references=tuple(r for r in (*mail.references, mail.message_id) if r),
+            references=tuple(r for r in references if r),
             automatic=notice.automatic,
-            attachments=notice.attachments,
+            attachments=attachments,
         )
         self.store.add_outbox(
             OutboxDraft(
@@ -217,14 +414,17 @@ class Desk:
                 reply_to=reply_to,
                 message_id=message_id,
                 raw=raw,
-                attachments=tuple(a.filename for a in notice.attachments),
+                attachments=tuple(a.filename for a in attachments),
                 inbox_id=inbox_id,
+                automatic=notice.automatic,
             )
         )
 
 
-def _belongs(request: dict[str, object], sender: Sender) -> bool:
-    """A ref alone never gives access: the sender must be part of the request."""
-    if sender.client_id is not None:
-        return request["client"] == sender.client_id
-    return sender.person_id in (request["director"], request["assignee"])
+def header_block(raw: bytes) -> bytes:
+    """The header section of a raw message, with an empty body."""
+    for separator in (b"\r\n\r\n", b"\n\n"):
+        end = raw.find(separator)
+        if end != -1:
+            return raw[: end + len(separator)]
+    return raw

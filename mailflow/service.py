@@ -9,10 +9,12 @@ SIGHUP reloads people, rules and templates.
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any, BinaryIO
@@ -23,6 +25,7 @@ from mailflow.pipeline import Desk, Processed
 from mailflow.render import Renderer
 from mailflow.settings import read_secret
 from mailflow.sources.files import read_messages
+from mailflow.sources.imap import ImapPoller
 from mailflow.store import Accepted, Store
 
 log = logging.getLogger("mailflow")
@@ -70,6 +73,11 @@ def sync_people(store: Store, config: Config) -> None:
 class RoundReport:
     processed: list[Processed]
     outbox: FlushReport
+    mailboxes: dict[str, int | Exception] = field(default_factory=dict)
+
+    @property
+    def failed_mailboxes(self) -> dict[str, Exception]:
+        return {name: r for name, r in self.mailboxes.items() if isinstance(r, Exception)}
 
 
 class Service:
@@ -88,9 +96,11 @@ class Service:
             self.store,
             make_transport(settings.outbound_smtp, settings.sent_dir, settings.desk.address),
         )
+        self.sender.on_failure = self.desk.delivery_failed
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._listeners: list[Any] = []
+        self.imap = ImapPoller(settings.imap)
 
     def _renderer(self) -> Renderer:
         overrides = self.home / "templates"
@@ -98,9 +108,12 @@ class Service:
 
     # -- one round --------------------------------------------------------------------
 
-    def run_once(self) -> RoundReport:
-        processed = self.desk.process_pending()
-        return RoundReport(processed, self.sender.flush())
+    def run_once(self, *, drain_mailboxes: bool = False) -> RoundReport:
+        """Process what was accepted and send what is due; with ``drain_mailboxes``, first
+        fetch every IMAP mailbox (each on its own: one failing does not stop the others)."""
+        mailboxes = self.imap.drain_all(self.store.accept_many) if drain_mailboxes else {}
+        processed = self.desk.process_pending(stop=self._stop)
+        return RoundReport(processed, self.sender.flush(), mailboxes)
 
     def ingest(self, paths: Iterable[str], stdin: BinaryIO | None = None) -> list[Accepted]:
         """Accept every message under ``paths``, then process them all."""
@@ -122,20 +135,23 @@ class Service:
     def run(self, poll_seconds: float = 30.0) -> None:
         self._install_signals()
         self._start_listeners()
+        self.imap.start(self.store.accept_many, self.wake, self._stop)
+        watchdog = watchdog_interval()
+        sd_notify("READY=1\nSTATUS=processing mail")
         log.info("mailflow running in %s", self.home)
         try:
             while not self._stop.is_set():
                 self._wake.clear()
                 self.run_once()
-                self._wake.wait(self._next_sleep(poll_seconds))
+                sd_notify("WATCHDOG=1")
+                self._wake.wait(min(poll_seconds, watchdog or poll_seconds))
         finally:
+            sd_notify("STOPPING=1")
+            self._stop.set()
             self._stop_listeners()
+            self.imap.join(timeout=10)
             self.store.close()
             log.info("mailflow stopped")
-
-    def _next_sleep(self, poll_seconds: float) -> float:
-        # A relay that is down is retried on the outbox schedule, not in a busy loop.
-        return poll_seconds
 
     def stop(self) -> None:
         self._stop.set()
@@ -153,7 +169,7 @@ class Service:
             return
         self.config = config
         sync_people(self.store, config)
-        self.desk.config = config
+        self.desk.configure(config)
         self.desk.renderer = self._renderer()
         log.info("reloaded people, rules and templates")
 
@@ -196,3 +212,25 @@ class Service:
         for listener in self._listeners:
             listener.stop()
         self._listeners.clear()
+
+
+def sd_notify(state: str) -> None:
+    """Tell systemd (Type=notify) how we are, when it asked via NOTIFY_SOCKET."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]  # the abstract namespace
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as channel:
+            channel.sendto(state.encode(), address)
+    except OSError as exc:
+        log.warning("sd_notify failed: %s", exc)
+
+
+def watchdog_interval() -> float | None:
+    """Half of systemd's WatchdogSec, in seconds, when the watchdog is on."""
+    value = os.environ.get("WATCHDOG_USEC")
+    if not value or not value.isdigit():
+        return None
+    return int(value) / 2_000_000

@@ -41,7 +41,18 @@ _IMAP_KEYS = (
     "password_file",
     "folder",
     "processed_folder",
+    "idle",
+    "poll_interval",
+    "oauth2_token_endpoint",
+    "oauth2_client_id",
+    "oauth2_client_secret",
+    "oauth2_client_secret_file",
+    "oauth2_refresh_token_file",
+    "oauth2_scope",
 )
+_OAUTH2_KEYS = tuple(key for key in _IMAP_KEYS if key.startswith("oauth2_"))
+_LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+DEFAULT_POLL_INTERVAL = 60.0
 _SIZE_UNITS = {
     "": 1,
     "b": 1,
@@ -71,8 +82,28 @@ class DeskSettings:
 
 
 @dataclass(frozen=True)
+class OAuth2Settings:
+    """XOAUTH2 login (Gmail, Microsoft 365): an access token from a refresh token.
+
+    The refresh token lives in ``refresh_token_file``; a provider that rotates it gets the
+    new one written back there (atomically, mode 0600).
+    """
+
+    token_endpoint: str
+    client_id: str
+    client_secret: str | None = field(repr=False)
+    client_secret_file: Path | None
+    refresh_token_file: Path
+    scope: str | None = None
+
+
+@dataclass(frozen=True)
 class ImapSettings:
-    """One polled mailbox; ``name`` identifies it in the store (UIDVALIDITY, UIDs)."""
+    """One polled mailbox; ``name`` identifies it in the store (UIDVALIDITY, UIDs).
+
+    ``idle`` waits with IMAP IDLE where the server offers it; otherwise, or with
+    ``idle = false``, the mailbox is checked every ``poll_interval`` seconds.
+    """
 
     name: str
     host: str
@@ -83,6 +114,9 @@ class ImapSettings:
     password_file: Path | None
     folder: str
     processed_folder: str
+    idle: bool = True
+    poll_interval: float = DEFAULT_POLL_INTERVAL
+    oauth2: OAuth2Settings | None = None
 
 
 @dataclass(frozen=True)
@@ -263,6 +297,26 @@ class _Table:
             return default
         return value
 
+    def flag(self, key: str, default: bool) -> bool:
+        value = self.data.get(key, default)
+        if not isinstance(value, bool):
+            self.report(
+                key, f"expected true or false, got {describe(value)}", "write true or false"
+            )
+            return default
+        return value
+
+    def seconds(self, key: str, default: float) -> float:
+        value = self.data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            self.report(
+                key,
+                f"expected a number of seconds above 0, got {describe(value)}",
+                "write a number without quotes, e.g. 60",
+            )
+            return default
+        return float(value)
+
     def texts(self, key: str) -> tuple[str, ...]:
         value = self.data.get(key, [])
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
@@ -429,20 +483,72 @@ def _read_security(root: _Table, home: Path) -> tuple[tuple[str, ...], Path]:
     return ids, home / secret
 
 
+def _check_token_endpoint(table: _Table, url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS:
+        return
+    table.report(
+        "oauth2_token_endpoint",
+        f"'{url}' is not an https:// URL",
+        'use the provider\'s token URL, e.g. "https://oauth2.googleapis.com/token" or '
+        '"https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token"',
+    )
+
+
+def _read_oauth2(table: _Table, home: Path) -> OAuth2Settings | None:
+    if not any(key in table.data for key in _OAUTH2_KEYS):
+        return None
+    endpoint = table.text("oauth2_token_endpoint", "", required=True)
+    if endpoint:
+        _check_token_endpoint(table, endpoint)
+    secret = table.text("oauth2_client_secret", "") or None
+    secret_file = table.text("oauth2_client_secret_file", "") or None
+    if secret and secret_file:
+        table.report(
+            "oauth2_client_secret_file",
+            "both oauth2_client_secret and oauth2_client_secret_file are set",
+            "keep only one of them",
+        )
+    token_file = table.text("oauth2_refresh_token_file", "", required=True)
+    return OAuth2Settings(
+        token_endpoint=endpoint,
+        client_id=table.text("oauth2_client_id", "", required=True),
+        client_secret=secret,
+        client_secret_file=home / secret_file if secret_file else None,
+        refresh_token_file=home / token_file,
+        scope=table.text("oauth2_scope", "") or None,
+    )
+
+
+def _check_credentials(
+    table: _Table, password: str | None, password_file: str | None, oauth2: bool
+) -> None:
+    if password and password_file:
+        table.report(
+            "password_file", "both password and password_file are set", "keep only one of them"
+        )
+    elif oauth2 and (password or password_file):
+        table.report(
+            "password_file" if password_file else "password",
+            "both a password and oauth2 settings are set",
+            "keep either the password or the oauth2_* keys",
+        )
+    elif not password and not password_file and not oauth2:
+        table.report(
+            "password", "no password", 'add password = "…" or password_file = "path/to/file"'
+        )
+
+
 def _read_imap(table: _Table, home: Path) -> ImapSettings:
     tls = table.choice("tls", TLS_MODES, "ssl", "TLS mode")
     host = table.text("host", "", required=True)
     username = table.text("username", "", required=True)
     password = table.text("password", "") or None
     password_file = table.text("password_file", "") or None
-    if password and password_file:
-        table.report(
-            "password_file", "both password and password_file are set", "keep only one of them"
-        )
-    elif not password and not password_file:
-        table.report(
-            "password", "no password", 'add password = "…" or password_file = "path/to/file"'
-        )
+    oauth2 = _read_oauth2(table, home)
+    _check_credentials(table, password, password_file, oauth2 is not None)
     return ImapSettings(
         name=table.text("name", f"{username}@{host}"),
         host=host,
@@ -453,6 +559,9 @@ def _read_imap(table: _Table, home: Path) -> ImapSettings:
         password_file=home / password_file if password_file else None,
         folder=table.text("folder", "INBOX"),
         processed_folder=table.text("processed_folder", "mailflow/processed"),
+        idle=table.flag("idle", True),
+        poll_interval=table.seconds("poll_interval", DEFAULT_POLL_INTERVAL),
+        oauth2=oauth2,
     )
 
 

@@ -19,15 +19,16 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import peewee as pw
+from playhouse.migrate import SchemaMigrator, migrate
 
 from mailflow.errors import ProcessingError, StoreError
-from mailflow.model import EventDraft, NewRequest, State
+from mailflow.model import OPEN_STATES, EventDraft, NewRequest, State
 
 db = pw.DatabaseProxy()
 
@@ -94,6 +95,9 @@ class Request(BaseModel):
     decision = pw.TextField(default="{}")
     created_at = pw.DateTimeField()
     updated_at = pw.DateTimeField()
+    # Workflow facts that are not columns: the pending delivery, the open question's
+    # asker, the state before a hold, the director's notes, the delivery format.
+    data = pw.TextField(default="{}")
 
 
 class Event(BaseModel):
@@ -152,6 +156,32 @@ class OutboxItem(BaseModel):
     created_at = pw.DateTimeField()
     sent_at = pw.DateTimeField(null=True)
     inbox_id = pw.IntegerField(null=True)
+    # Notices written by the desk on its own (not relayed words of a person) count
+    # against the per-recipient limits on automatic mail.
+    automatic = pw.BooleanField(default=True)
+
+
+class TimeEntry(BaseModel):
+    """Hours a member logged (``#done 1.5h``), counted against a client's month."""
+
+    id = pw.AutoField()
+    request = pw.ForeignKeyField(Request, backref="time_entries", on_delete="CASCADE")
+    client = pw.CharField(index=True)
+    member = pw.CharField()
+    hours = pw.FloatField()
+    at = pw.DateTimeField(index=True)
+
+
+class Suppression(BaseModel):
+    """An automatic mail we chose not to send, and why (loops, rate limits)."""
+
+    id = pw.AutoField()
+    at = pw.DateTimeField(index=True)
+    recipient = pw.TextField(index=True)
+    kind = pw.CharField()
+    reason = pw.TextField()
+    request_ref = pw.CharField(null=True)
+    inbox_id = pw.IntegerField(null=True)
 
 
 MODELS: tuple[type[pw.Model], ...] = (
@@ -163,13 +193,39 @@ MODELS: tuple[type[pw.Model], ...] = (
     MessageLink,
     FileRecord,
     OutboxItem,
+    Suppression,
+    TimeEntry,
 )
 
+
+def _add_automatic_and_suppressions(database: pw.Database) -> None:
+    columns = {column.name for column in database.get_columns("outbox_item")}
+    if "automatic" not in columns:
+        migrator = SchemaMigrator.from_database(database)
+        migrate(migrator.add_column("outbox_item", "automatic", OutboxItem.automatic))
+    database.create_tables([Suppression], safe=True)
+
+
+def _add_request_data_and_time(database: pw.Database) -> None:
+    columns = {column.name for column in database.get_columns("request")}
+    if "data" not in columns:
+        migrator = SchemaMigrator.from_database(database)
+        migrate(migrator.add_column("request", "data", Request.data))
+    database.create_tables([TimeEntry], safe=True)
+
+
 # Each migration is a name and a function of the database; applied once, in order, and
-# recorded in the ledger. The first creates the schema above.
+# recorded in the ledger. Each is harmless on a schema that already has its change: the
+# first creates today's tables on a fresh database.
 MIGRATIONS: tuple[tuple[str, Any], ...] = (
     ("0001_initial", lambda database: database.create_tables(MODELS, safe=True)),
+    ("0002_automatic_mail_limits", _add_automatic_and_suppressions),
+    ("0003_request_data_and_time", _add_request_data_and_time),
 )
+
+
+# How long a sender holds the outbox rows it claimed before others may take them.
+OUTBOX_LEASE = timedelta(minutes=10)
 
 
 def utcnow() -> datetime:
@@ -280,6 +336,7 @@ class OutboxDraft:
     raw: bytes
     attachments: tuple[str, ...]
     inbox_id: int | None
+    automatic: bool = True
 
 
 class AlreadyProcessed(Exception):
@@ -391,17 +448,39 @@ class Store:
         )
         if existing is not None:
             return Accepted(existing.id, duplicate=True)
-        item = InboxItem.create(
-            message_id=message_id,
-            sha256=sha,
-            size=size,
-            source=source,
-            source_ref=ref,
-            received_at=now,
+        # Two processes (or two mailboxes) may accept the same mail at once: the unique
+        # key decides, and the loser reports a duplicate instead of failing.
+        inserted = (
+            InboxItem.insert(
+                message_id=message_id,
+                sha256=sha,
+                size=size,
+                source=source,
+                source_ref=ref,
+                received_at=now,
+            )
+            .on_conflict_ignore()
+            .execute()
         )
-        return Accepted(item.id, duplicate=False)
+        if inserted:
+            return Accepted(int(inserted), duplicate=False)
+        winner = InboxItem.get((InboxItem.message_id == message_id) & (InboxItem.sha256 == sha))
+        return Accepted(winner.id, duplicate=True)
 
     # -- process -------------------------------------------------------------------
+
+    def lock_next_pending(self) -> PendingItem | None:
+        """PostgreSQL, inside a transaction: lock one accepted row that no other daemon
+        holds (FOR UPDATE SKIP LOCKED); it stays locked until the transaction ends."""
+        query = (
+            InboxItem.select(InboxItem.id, InboxItem.sha256, InboxItem.source, InboxItem.attempts)
+            .where(InboxItem.state == "accepted")
+            .order_by(InboxItem.id)
+            .limit(1)
+            .for_update(skip_locked=True)
+        )
+        row = query.first()
+        return None if row is None else PendingItem(row.id, row.sha256, row.source, row.attempts)
 
     def pending(self, limit: int = 500) -> list[PendingItem]:
         query = (
@@ -485,6 +564,64 @@ class Store:
         Request.update(ref=ref).where(Request.id == row.id).execute()
         return ref
 
+    def update_request(self, ref: str, changes: dict[str, Any]) -> None:
+        """Apply workflow changes; lists and dicts are stored as JSON, datetimes as UTC."""
+        if not changes:
+            return
+        values: dict[str, Any] = {"updated_at": _naive(utcnow())}
+        for key, value in changes.items():
+            if key in {"skills", "data"}:
+                value = json.dumps(value, ensure_ascii=False, default=str)
+            elif isinstance(value, datetime):
+                value = _naive(value)
+            elif isinstance(value, State):
+                value = value.value
+            values[key] = value
+        Request.update(**values).where(Request.ref == ref).execute()
+
+    def log_hours(self, ref: str, member: str, hours: float) -> None:
+        request = self._request(ref)
+        TimeEntry.create(
+            request=request, client=request.client, member=member, hours=hours, at=_naive(utcnow())
+        )
+
+    def hours_used(self, client: str, since: datetime, until: datetime) -> float:
+        """Hours logged for a client's requests in [since, until)."""
+        total = (
+            TimeEntry.select(pw.fn.COALESCE(pw.fn.SUM(TimeEntry.hours), 0.0))
+            .where(
+                (TimeEntry.client == client)
+                & (TimeEntry.at >= _naive(since))
+                & (TimeEntry.at < _naive(until))
+            )
+            .scalar()
+        )
+        return float(total or 0.0)
+
+    def request_row(self, ref: str) -> dict[str, Any] | None:
+        """Everything the workflow reads about one request (plain values)."""
+        row = Request.get_or_none(Request.ref == ref)
+        if row is None:
+            return None
+        return {
+            "ref": row.ref,
+            "state": row.state,
+            "model": row.model,
+            "client": row.client,
+            "director": row.director,
+            "assignee": row.assignee,
+            "subject": row.subject,
+            "text": row.text,
+            "language": row.language,
+            "due": _aware(row.due),
+            "skills": tuple(json.loads(row.skills)),
+            "priority": row.priority,
+            "revision_count": row.revision_count,
+            "hours_estimate": row.hours_estimate,
+            "hours_spent": row.hours_spent,
+            "data": json.loads(row.data or "{}"),
+        }
+
     def _request(self, ref: str) -> Request:
         row = Request.get_or_none(Request.ref == ref)
         if row is None:
@@ -521,7 +658,7 @@ class Store:
             at=_naive(utcnow()),
         )
 
-    def add_file(self, ref: str | None, inbox_id: int, attachment: Any) -> None:
+    def add_file(self, ref: str | None, inbox_id: int | None, attachment: Any) -> None:
         """Keep an attachment: bytes by sha256, a row with the names for display."""
         self.files.put(attachment.sha256, attachment.payload)
         FileRecord.create(
@@ -540,8 +677,8 @@ class Store:
         row = OutboxItem.create(
             kind=draft.kind,
             request_ref=draft.request_ref,
-            recipients=json.dumps(list(draft.recipients)),
-            cc=json.dumps(list(draft.cc)),
+            recipients=json.dumps([address.lower() for address in draft.recipients]),
+            cc=json.dumps([address.lower() for address in draft.cc]),
             subject=draft.subject,
             body_text=draft.body_text,
             reply_to=draft.reply_to,
@@ -551,10 +688,93 @@ class Store:
             created_at=now,
             next_attempt_at=now,
             inbox_id=draft.inbox_id,
+            automatic=draft.automatic,
         )
         if draft.request_ref:
             self.link_message(draft.request_ref, "out", draft.message_id, outbox_id=row.id)
         return int(row.id)
+
+    def automatic_mail_times(self, recipient: str, since: datetime) -> list[datetime]:
+        """When automatic mail to ``recipient`` was written since ``since`` (rate limits)."""
+        query = (
+            OutboxItem.select(OutboxItem.created_at)
+            .where(
+                (OutboxItem.created_at >= _naive(since))
+                & OutboxItem.automatic
+                & OutboxItem.recipients.contains(json.dumps(recipient.lower()))
+            )
+            .order_by(OutboxItem.created_at)
+        )
+        return [moment for row in query if (moment := _aware(row.created_at)) is not None]
+
+    def sent_kind_to(self, kind: str, recipient: str, since: datetime) -> bool:
+        """Whether a ``kind`` mail to ``recipient`` was written since ``since``."""
+        return bool(
+            OutboxItem.select()
+            .where(
+                (OutboxItem.kind == kind)
+                & (OutboxItem.created_at >= _naive(since))
+                & OutboxItem.recipients.contains(json.dumps(recipient.lower()))
+            )
+            .exists()
+        )
+
+    def suppress(
+        self,
+        recipient: str,
+        kind: str,
+        reason: str,
+        request_ref: str | None,
+        inbox_id: int | None,
+    ) -> None:
+        Suppression.create(
+            at=_naive(utcnow()),
+            recipient=recipient.lower(),
+            kind=kind,
+            reason=reason,
+            request_ref=request_ref,
+            inbox_id=inbox_id,
+        )
+
+    def list_suppressions(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "at": _iso(row.at),
+                "recipient": row.recipient,
+                "kind": row.kind,
+                "reason": row.reason,
+                "request": row.request_ref,
+                "inbox_id": row.inbox_id,
+            }
+            for row in Suppression.select().order_by(Suppression.id)
+        ]
+
+    def outbox_by_message_id(self, message_id: str) -> dict[str, Any] | None:
+        row = OutboxItem.get_or_none(OutboxItem.message_id == message_id)
+        return None if row is None else _outbox_dict(row)
+
+    def member_workload(self, week_start: datetime) -> dict[str, dict[str, Any]]:
+        """Per member: open requests' hour estimates, assignments since ``week_start``, and
+        the last assignment — the raw counts ``assign.MemberLoad`` is built from."""
+        loads: dict[str, dict[str, Any]] = {}
+        open_states = [state.value for state in OPEN_STATES]
+        query = Request.select(Request.assignee, Request.hours_estimate).where(
+            Request.assignee.is_null(False) & Request.state.in_(open_states)
+        )
+        for row in query:
+            entry = loads.setdefault(str(row.assignee), _empty_load())
+            entry["estimates"].append(row.hours_estimate)
+        events = Event.select(Event.detail, Event.at).where(Event.kind == "assigned")
+        for event in events.order_by(Event.id):
+            member = json.loads(event.detail).get("member")
+            if not member:
+                continue
+            entry = loads.setdefault(member, _empty_load())
+            moment = _aware(event.at)
+            entry["last_assigned_at"] = moment
+            if moment is not None and moment >= week_start:
+                entry["assigned_this_week"] += 1
+        return loads
 
     # -- threading look-ups ---------------------------------------------------------
 
@@ -578,12 +798,31 @@ class Store:
     # -- outbox ---------------------------------------------------------------------
 
     def due_outbox(self, now: datetime, limit: int = 100) -> list[OutboxRow]:
-        query = (
-            OutboxItem.select()
-            .where((OutboxItem.state == "pending") & (OutboxItem.next_attempt_at <= _naive(now)))
-            .order_by(OutboxItem.id)
-            .limit(limit)
-        )
+        """Claim up to ``limit`` rows due now and return them.
+
+        The claim is a lease: ``next_attempt_at`` moves ``OUTBOX_LEASE`` ahead, so another
+        sender (a second daemon on PostgreSQL, which skips locked rows) leaves them alone,
+        and a sender that dies mid-way leaves them due again once the lease runs out —
+        sent again with the same Message-ID, never as a different mail.
+        """
+        with self.transaction():
+            due = (
+                OutboxItem.select(OutboxItem.id)
+                .where(
+                    (OutboxItem.state == "pending") & (OutboxItem.next_attempt_at <= _naive(now))
+                )
+                .order_by(OutboxItem.id)
+                .limit(limit)
+            )
+            if not self.is_sqlite:
+                due = due.for_update(skip_locked=True)
+            ids = [row.id for row in due]
+            if not ids:
+                return []
+            OutboxItem.update(next_attempt_at=_naive(now + OUTBOX_LEASE)).where(
+                OutboxItem.id.in_(ids)
+            ).execute()
+            rows = list(OutboxItem.select().where(OutboxItem.id.in_(ids)).order_by(OutboxItem.id))
         return [
             OutboxRow(
                 row.id,
@@ -595,7 +834,7 @@ class Store:
                 row.request_ref,
                 _aware(row.created_at) or now,
             )
-            for row in query
+            for row in rows
         ]
 
     def mark_sent(self, outbox_id: int) -> None:
@@ -693,6 +932,10 @@ class Store:
             "events": Event.select().count(),
             "outbox": OutboxItem.select().count(),
         }
+
+
+def _empty_load() -> dict[str, Any]:
+    return {"estimates": [], "assigned_this_week": 0, "last_assigned_at": None}
 
 
 def _iso(moment: datetime | None) -> str | None:

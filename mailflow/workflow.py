@@ -7,194 +7,263 @@ out in one transaction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
-from mailflow.directory import Client, Directory
+from mailflow.commands import read_commands
+from mailflow.conversation import apply_command, client_mail, spoofed, staff_mail, staff_receipt
+from mailflow.directory import Directory
 from mailflow.model import (
     Address,
     Classification,
-    Decision,
     EventDraft,
-    NewRequest,
+    ForwardedMail,
     Notice,
     Outcome,
-    ParsedMail,
     Role,
-    Sender,
-    ServiceModel,
-    State,
 )
+from mailflow.opening import open_request
+from mailflow.situation import RequestView, Situation
+from mailflow.transitions import Step
 
-
-@dataclass(frozen=True)
-class Situation:
-    """Everything planning may look at for one mail."""
-
-    mail: ParsedMail
-    classification: Classification
-    classification_reason: str
-    sender: Sender | None
-    matched_ref: str | None
-    directory: Directory
-    now: datetime
+_FORWARD_PREFIX = re.compile(r"^\s*((fwd?|転送|fw)\s*[:：]\s*)+", re.IGNORECASE)
 
 
 def plan(situation: Situation) -> Outcome:
     """The single entry point: one path for every mail."""
     mail, sender = situation.mail, situation.sender
+    if situation.classification is Classification.BOUNCE:
+        return _bounce(situation)
     if situation.classification is not Classification.HUMAN:
         # Nothing automatic ever answers something automatic.
         return Outcome(note=f"{situation.classification}: {situation.classification_reason}")
+    if situation.oversized is not None:
+        return _oversized(situation, *situation.oversized)
     if sender is None:
-        address = mail.sender.email if mail.sender else "(no From)"
-        return Outcome(hold_reason=f"unknown sender {address}: in no role of people.yaml")
-    if situation.matched_ref is not None:
-        return _follow_up(situation, situation.matched_ref)
+        return _unknown_sender(situation)
+    if situation.request is not None:
+        return _on_request(situation, situation.request)
     if sender.role is Role.CLIENT and sender.client_id is not None:
         client = situation.directory.clients[sender.client_id]
-        return _open_request(mail, sender, client, situation.directory)
-    return Outcome(
-        hold_reason=f"{sender.role} {sender.person_id} wrote without a request reference; "
-        "forwarded requests and commands are not handled yet",
-    )
+        # The display name the client wrote beats the directory's company-level name.
+        name = mail.sender.name if mail.sender and mail.sender.name else sender.name
+        return open_request(
+            situation,
+            client,
+            Address(sender.email, name),
+            sender.person_id,
+            mail.subject,
+            mail.text,
+        )
+    return _staff_without_request(situation)
 
 
-def _follow_up(situation: Situation, ref: str) -> Outcome:
-    """A later mail about a known request is recorded on it (commands come later)."""
+def _on_request(situation: Situation, view: RequestView) -> Outcome:
     sender = situation.sender
     assert sender is not None
-    event = EventDraft(
-        kind="message",
-        actor=sender.person_id,
-        detail={
-            "role": sender.role.value,
-            "subject": situation.mail.subject,
-            "text": situation.mail.text[:4000],
+    if sender.role is Role.CLIENT:
+        return client_mail(situation, view)
+    return staff_mail(situation, view)
+
+
+def _staff_without_request(situation: Situation) -> Outcome:
+    """A director forwarding a client's mail opens a request for that client (DESIGN §4);
+    anything else from staff without a request is kept, with a receipt if it had commands."""
+    sender, mail = situation.sender, situation.mail
+    assert sender is not None
+    forwarded = mail.forwarded
+    leads = (Role.DIRECTOR, Role.COORDINATOR)
+    if sender.role in leads and forwarded is not None and forwarded.sender is not None:
+        if not situation.authenticated:
+            return spoofed(situation, None)
+        return forward(situation, forwarded)
+    block = read_commands(mail.text)
+    reason = (
+        f"{sender.role.value} {sender.person_id} wrote without a request reference"
+        " (reply to a mailflow mail, or put [MF-0001] in the subject)"
+    )
+    if not block:
+        return Outcome(hold_reason=reason)
+    receipt = staff_receipt(
+        situation,
+        [],
+        [
+            {
+                "command": c.line,
+                "why": "no request found: "
+                "reply to a mailflow mail, or put the ref such as "
+                "[MF-0001] in the subject",
+            }
+            for c in block.commands
+        ],
+    )
+    return Outcome(hold_reason=reason, notices=(receipt,))
+
+
+def forward(situation: Situation, forwarded: ForwardedMail) -> Outcome:
+    """Open the request for the forwarded client contact, then apply the director's tags."""
+    sender = situation.sender
+    assert sender is not None and forwarded.sender is not None
+    original = situation.directory.identify(forwarded.sender.email)
+    if original is None or original.client_id is None:
+        why = f"the forwarded mail is from {forwarded.sender.email}, who is no client contact"
+        receipt = staff_receipt(situation, [], [{"command": "(forward)", "why": why}])
+        return Outcome(hold_reason=why, notices=(receipt,))
+    client = situation.directory.clients[original.client_id]
+    contact = Address(forwarded.sender.email, forwarded.sender.name or original.name)
+    subject = _FORWARD_PREFIX.sub("", forwarded.subject or situation.mail.subject).strip()
+    opened = open_request(
+        situation,
+        client,
+        contact,
+        sender.person_id,
+        subject,
+        forwarded.text,
+        forwarded_by=sender.person_id,
+    )
+    assert opened.new_request is not None
+    view = RequestView.from_new(opened.new_request, opened.changes.get("data", {}))
+    step = Step(situation, view, sender)
+    step.applied.append(
+        {"command": "(forward)", "result": f"request opened for {client.company} ({contact.email})"}
+    )
+    block = read_commands(situation.mail.text)
+    for command in block.commands:
+        apply_command(step, command, block)
+    step.receipt()
+    return replace(
+        opened,
+        events=opened.events + tuple(step.events),
+        notices=opened.notices + tuple(step.notices),
+        changes={**opened.changes, **step.changes},
+    )
+
+
+def text_language(text: str, default: str) -> str:
+    """ja when the text has kana or kanji, else en; the default for empty text."""
+    if not text.strip():
+        return default
+    has_japanese = any("\u3040" <= ch <= "\u30ff" or "\u4e00" <= ch <= "\u9fff" for ch in text)
+    return "ja" if has_japanese else "en"
+
+
+def _unknown_sender(situation: Situation) -> Outcome:
+    """No request; the mail is kept; the sender gets one polite answer (rate-limited)."""
+    mail = situation.mail
+    if mail.sender is None:
+        return Outcome(hold_reason="no sender address: kept for the director")
+    language = text_language(mail.subject + mail.text, situation.desk_language)
+    notice = Notice(
+        kind="unknown_sender",
+        to=(mail.sender,),
+        language=language,
+        recipient_id=mail.sender.email,
+        context={
+            "recipient": {"id": mail.sender.email, "name": mail.sender.name},
+            "inbox": {"sender": str(mail.sender), "subject": mail.subject},
         },
     )
-    return Outcome(request_ref=ref, events=(event,))
-
-
-def route(client: Client, directory: Directory) -> Decision:
-    """Director model → the client's director triages; direct → the dedicated member."""
-    if client.plan is ServiceModel.DIRECT and client.member:
-        return Decision(
-            rule="default",
-            route="member",
-            reasons=(
-                f"client {client.id} is on the direct plan; dedicated member {client.member}",
-            ),
-            suggested_member=client.member,
-        )
-    director = directory.director_for(client)
-    name = director.id if director else "none"
-    return Decision(
-        rule="default",
-        route="director",
-        reasons=(f"client {client.id} is on the director plan; director {name} triages",),
+    return Outcome(
+        hold_reason=f"unknown sender {mail.sender.email}: in no role of people.yaml",
+        notices=(notice,),
     )
 
 
-def _open_request(
-    mail: ParsedMail, sender: Sender, client: Client, directory: Directory
+def _oversized(situation: Situation, size: int, limit: int) -> Outcome:
+    """Kept, not processed; a known sender is asked for a shared link instead."""
+    mail, sender = situation.mail, situation.sender
+    reason = f"too large: {size} bytes, the desk takes {limit}"
+    if sender is None or mail.sender is None:
+        return Outcome(hold_reason=reason)
+    notice = Notice(
+        kind="too_large",
+        to=(Address(sender.email, mail.sender.name or sender.name),),
+        language=sender.language,
+        recipient_id=sender.person_id,
+        context={
+            "recipient": {"id": sender.person_id, "name": mail.sender.name or sender.name},
+            "mail": {"subject": mail.subject, "size": size, "limit": limit},
+        },
+    )
+    return Outcome(hold_reason=reason, notices=(notice,))
+
+
+def _bounce(situation: Situation) -> Outcome:
+    """A bounce of our own mail tells the director of its request; others are noted."""
+    bounce = situation.mail.bounce
+    outbox = situation.bounced
+    note = f"bounce: {situation.classification_reason}"
+    if bounce is None or outbox is None:
+        return Outcome(note=note)
+    return delivery_failed(
+        situation.directory,
+        outbox,
+        situation.bounced_request,
+        recipients=bounce.recipients,
+        status=bounce.status,
+        diagnostic=bounce.diagnostic,
+        permanent=bounce.permanent,
+        note=note,
+    )
+
+
+def delivery_failed(
+    directory: Directory,
+    outbox: Mapping[str, Any],
+    request: Mapping[str, Any] | None,
+    *,
+    recipients: Sequence[str],
+    status: str,
+    diagnostic: str,
+    permanent: bool,
+    note: str = "",
 ) -> Outcome:
-    decision = route(client, directory)
-    direct = decision.route == "member"
-    director = directory.director_for(client)
-    new = NewRequest(
-        client_id=client.id,
-        model=ServiceModel.DIRECT if direct else ServiceModel.DIRECTOR,
-        subject=mail.subject.strip() or "(no subject)",
-        text=mail.text,
-        language=client.language,
-        director=director.id if director else None,
-        assignee=decision.suggested_member if direct else None,
-        state=State.ASSIGNED if direct else State.NEW,
-        decision=decision,
-        skills=decision.skills,
-        priority=decision.priority,
+    """A mail of ours did not arrive (a bounce, or the relay refused it for good): the
+    director of its request is told, and the request's history says so."""
+    ref = request["ref"] if request else None
+    director_id = request["director"] if request else None
+    director = directory.directors.get(director_id) if director_id else None
+    director = director or next(iter(directory.directors.values()), None)
+    event = EventDraft(
+        kind="bounce",
+        actor="mailer-daemon",
+        detail={
+            "recipients": list(recipients),
+            "status": status,
+            "diagnostic": diagnostic[:500],
+            "outbox_id": outbox["id"],
+            "kind": outbox["kind"],
+        },
     )
-    created = EventDraft(
-        kind="created",
-        actor=sender.person_id,
-        to_state=new.state,
-        detail={"rule": decision.rule, "reasons": list(decision.reasons)},
-    )
-    # The display name the client wrote beats the directory's company-level name.
-    contact = Address(
-        sender.email, mail.sender.name if mail.sender and mail.sender.name else sender.name
-    )
-    context = _request_context(new, mail, client, contact, directory)
-    notices = [_confirmation(sender.person_id, contact, client, context)]
-    if direct and new.assignee:
-        notices.append(_to_person(directory, "assignment", new.assignee, context))
-    elif director is not None:
-        notices.append(
-            _to_person(
-                directory,
-                "new_request",
-                director.id,
-                {
-                    **context,
-                    "suggestion": {
-                        "member": None,
-                        "runner_up": None,
-                        "reasons": list(decision.reasons),
+    notices: tuple[Notice, ...] = ()
+    if director is not None and outbox["kind"] != "bounce_alert":
+        notices = (
+            Notice(
+                kind="bounce_alert",
+                to=(Address(director.email, director.name),),
+                language=director.language,
+                recipient_id=director.id,
+                context={
+                    "recipient": {"id": director.id, "name": director.name},
+                    "bounce": {
+                        "recipients": list(recipients),
+                        "status": status,
+                        "diagnostic": diagnostic,
+                        "permanent": permanent,
+                    },
+                    "original": {
+                        "kind": outbox["kind"],
+                        "subject": outbox["subject"],
+                        "to": outbox["to"],
                     },
                 },
-            )
+            ),
         )
-    return Outcome(new_request=new, events=(created,), notices=tuple(notices))
-
-
-def _request_context(
-    new: NewRequest, mail: ParsedMail, client: Client, contact: Address, directory: Directory
-) -> dict[str, Any]:
-    member = directory.members.get(new.assignee) if new.assignee else None
-    return {
-        "request": {
-            "subject": new.subject,
-            "text": new.text,
-            "due": new.due.isoformat() if new.due else None,
-            "skills": list(new.skills),
-            "priority": new.priority,
-            "model": new.model.value,
-            "attachments": [
-                {"filename": a.filename, "size": a.size} for a in mail.attachments if not a.inline
-            ],
-        },
-        "client": {
-            "id": client.id,
-            "company": client.company,
-            "contact_name": contact.name,
-            "contact_email": contact.email,
-        },
-        "member": {"id": member.id, "name": member.name} if member else None,
-    }
-
-
-def _confirmation(
-    person_id: str, contact: Address, client: Client, context: dict[str, Any]
-) -> Notice:
-    return Notice(
-        kind="confirmation",
-        to=(contact,),
-        language=client.language,
-        recipient_id=person_id,
-        context={**context, "recipient": {"id": person_id, "name": contact.name}},
-    )
-
-
-def _to_person(directory: Directory, kind: str, person_id: str, context: dict[str, Any]) -> Notice:
-    address = directory.address_of(person_id)
-    person = directory.members.get(person_id) or directory.directors.get(person_id)
-    language = person.language if person else "ja"
-    return Notice(
-        kind=kind,
-        to=(address,),
-        language=language,
-        recipient_id=person_id,
-        context={**context, "recipient": {"id": person_id, "name": address.name}},
+    return Outcome(
+        request_ref=ref,
+        events=(event,) if ref else (),
+        notices=notices,
+        note=note or f"delivery failed: {diagnostic[:200]}",
     )

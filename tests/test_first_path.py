@@ -127,8 +127,9 @@ def test_a_reply_to_our_mail_joins_its_request(service: Service, tmp_path: Path)
     assert len(service.store.list_requests()) == 1
     shown = service.store.show_request("MF-0001")
     assert shown is not None
-    assert [e["kind"] for e in shown["events"]] == ["created", "message"]
-    assert len(shown["messages"]) == 4  # two in, two out
+    assert [e["kind"] for e in shown["events"]] == ["created", "client_message"]
+    # In: the request and the reply; out: confirmation, new_request, the relayed message.
+    assert len(shown["messages"]) == 5
 
 
 def test_another_clients_ref_does_not_thread(service: Service, tmp_path: Path) -> None:

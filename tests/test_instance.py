@@ -137,16 +137,15 @@ def test_problems_of_all_files_come_in_one_error(tmp_path: Path) -> None:
 def test_route_assigning_an_unknown_member(tmp_path: Path) -> None:
     init_instance(tmp_path, demo=True, force=False)
     rules = tmp_path / "rules.yaml"
-    rules.write_text(
-        rules.read_text(encoding="utf-8").replace(
-            "then: {route: member}", "then: {route: member, assign: satoo}"
-        ),
-        encoding="utf-8",
+    text = rules.read_text(encoding="utf-8").replace(
+        "then: {route: member}", "then: {assign: satoo}"
     )
+    rules.write_text(text, encoding="utf-8")
+    line = text.splitlines().index("    then: {assign: satoo}") + 1
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path)
     [problem] = caught.value.problems
     assert str(problem).startswith(
-        "rules.yaml:130: routes[2].then.assign: unknown member 'satoo' — fix: use one of the "
+        f"rules.yaml:{line}: routes[2].then.assign: unknown member 'satoo' — fix: use one of the "
         "members in people.yaml: sato, suzuki"
     )

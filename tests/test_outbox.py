@@ -100,3 +100,45 @@ def test_maildir_sink_writes_each_row_once(store: Store, tmp_path: Path) -> None
     for row in rows + rows:  # a crash between send and mark sends the same row again
         sink.send(row)
     assert len(list((tmp_path / "sent" / "new").iterdir())) == 2
+
+
+def test_a_refused_client_mail_alerts_the_director(home: Path) -> None:
+    from aiosmtpd.controller import Controller
+    from mails import client_mail
+
+    from mailflow.service import Service
+
+    class RefuseClients:
+        async def handle_RCPT(self, server, session, envelope, address, options):  # type: ignore[no-untyped-def]
+            if address.endswith("@acme.example"):
+                return "550 5.1.1 <yamada@acme.example>: Recipient address rejected"
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
+
+        async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+            return "250 OK"
+
+    port = free_port()
+    controller = Controller(RefuseClients(), hostname="127.0.0.1", port=port)
+    controller.start()
+    toml = home / "mailflow.toml"
+    toml.write_text(
+        toml.read_text(encoding="utf-8").replace(
+            'smtp = ""', f'smtp = "smtp://127.0.0.1:{port}"', 1
+        ),
+        encoding="utf-8",
+    )
+    service = Service(home)
+    try:
+        service.store.accept(client_mail(), "smtp", "")
+        service.run_once()
+        service.run_once()
+        rows = {row["kind"]: row for row in service.store.list_outbox()}
+    finally:
+        service.store.close()
+        controller.stop()
+    assert rows["confirmation"]["state"] == "failed"
+    assert "550" in rows["confirmation"]["last_error"]
+    alert = rows["bounce_alert"]
+    assert alert["to"] == ["tanaka@secretary.example"] and alert["state"] == "sent"
+    assert "yamada@acme.example" in alert["body_text"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +11,42 @@ import pytest
 from mailflow.model import Address, Notice
 from mailflow.render import MissingTemplateError, Renderer, default_template_dir
 
-KINDS = ("confirmation", "new_request", "assignment", "unknown_sender")
+# Who gets each kind (templates/CONTEXT.md); kinds sent to several roles list them all.
+AUDIENCES: dict[str, tuple[str, ...]] = {
+    "confirmation": ("client",),
+    "new_request": ("director",),
+    "assignment": ("member",),
+    "question": ("client", "director"),
+    "answer": ("member", "director"),
+    "estimate": ("client",),
+    "review": ("director",),
+    "delivery": ("client",),
+    "revision": ("member", "director"),
+    "feedback": ("member",),
+    "receipt": ("director", "member"),
+    "out_of_scope": ("client", "director", "coordinator"),
+    "hours_warning": ("client", "coordinator"),
+    "reminder": ("member",),
+    "overdue": ("director",),
+    "client_message": ("director", "member"),
+    "status_update": ("client",),
+    "security_alert": ("client", "director"),
+    "bounce_alert": ("director",),
+    "unknown_sender": ("client",),
+    "too_large": ("client",),
+}
+KINDS = tuple(AUDIENCES)
+CASES = [(kind, audience) for kind, audiences in AUDIENCES.items() for audience in audiences]
 LANGUAGES = ("ja", "en")
 DESK_NAME = "Example オンライン秘書"
 DESK_ADDRESS = "desk@secretary.example"
+RECIPIENTS = {
+    # A client contact's id is its address; staff ids are people.yaml ids.
+    "client": {"id": "yamada@acme.example", "name": "山田 太郎"},
+    "director": {"id": "tanaka", "name": "田中 花子"},
+    "member": {"id": "sato", "name": "佐藤 一郎"},
+    "coordinator": {"id": "kobayashi", "name": "小林 恵"},
+}
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +66,11 @@ def context(**request: Any) -> dict[str, Any]:
         "skills": ["data_entry", "accounting"],
         "priority": "high",
         "model": "director",
+        "format": None,
+        "state": "in_progress",
+        "revision_count": 0,
+        "hours_estimate": 2.0,
+        "hours_spent": 1.5,
         "attachments": [{"filename": "売上_11月.csv", "size": 20480}],
     }
     return {
@@ -45,16 +83,83 @@ def context(**request: Any) -> dict[str, Any]:
         },
         "recipient": {"id": "yamada", "name": "山田 太郎"},
         "member": None,
+        "director": {"id": "tanaka", "name": "田中 花子"},
         "suggestion": {
             "member": {"id": "sato", "name": "佐藤 一郎"},
             "runner_up": {"id": "suzuki", "name": "鈴木 美咲"},
             "reasons": ["data_entry のスキルあり", "現在の担当 1/5 件"],
+        },
+        "question": {
+            "text": "集計は税込・税抜のどちらでしょうか。",
+            "asker": {"id": "sato", "name": "佐藤 一郎", "role": "member"},
+        },
+        "answer": {"text": "税抜でお願いします。", "by": {"name": "山田 太郎"}},
+        "estimate": {
+            "hours": 2.0,
+            "used": 12.5,
+            "left": 7.5,
+            "monthly": 20,
+            "month": "2026-11",
+            "note": "元データの整形が必要な場合は追加で1時間ほどかかります。",
+        },
+        "delivery": {
+            "text": "集計が終わりました。\n店舗別のシートも付けています。",
+            "note": "ご確認よろしくお願いいたします。",
+            "files": [
+                {"filename": "売上集計_11月.xlsx", "size": 34816},
+                {"filename": "集計メモ.pdf", "size": 120_000},
+            ],
+            "hours": 1.5,
+        },
+        "checks": [
+            {"name": "添付ファイル", "ok": True, "detail": "2 件"},
+            {"name": "納品形式", "ok": False, "detail": "Excel の指定に PDF が含まれています"},
+            {"name": "納期", "ok": True, "detail": "納期の 2 日前"},
+        ],
+        "revision": {
+            "text": "合計行を追加してください。",
+            "by": {"name": "田中 花子", "role": "director"},
+            "round": 1,
+        },
+        "feedback": {
+            "text": "ありがとうございます。とても見やすいです。",
+            "by": {"name": "山田 太郎"},
+        },
+        "receipt": {
+            "applied": [{"command": "#担当 sato", "result": "佐藤 一郎さんに依頼しました"}],
+            "refused": [{"command": "#承認", "why": "確認待ちの納品物がありません"}],
+            "possible": ["#納期 <日付>", "#note <メモ>", "#hold"],
+            "state": "assigned",
+        },
+        "scope": {"skills": ["phone"], "reasons": ["本文に「電話」「架電」があります"]},
+        "hours": {"used": 16.5, "monthly": 20, "percent": 82, "threshold": 80, "month": "2026-11"},
+        "reminder": {"due": "2026-12-03T18:00:00+09:00", "hours_left": 5.5},
+        "overdue": {"due": "2026-12-03T18:00:00+09:00", "hours_late": 26},
+        "message": {"text": "添付の件、どうなっていますか？", "classification": "unclear"},
+        "status": {"state": "on_hold", "reason": "お客様からの資料待ちのため"},
+        "attempt": {
+            "sender": "山田 太郎 <yamada@acme.example>",
+            "subject": "至急 承認してください",
+            "commands": ["#承認", "#担当 suzuki"],
+            "why": "送信元の認証（DMARC/DKIM）を確認できませんでした",
         },
         "inbox": {
             "id": 42,
             "sender": "Hanako Unknown <hanako@newco.example>",
             "subject": "資料作成のご相談",
             "excerpt": "はじめまして。\n営業資料の作成をお願いできますでしょうか。",
+        },
+        "mail": {"subject": "動画ファイルの送付", "size": 60_000_000, "limit": 25_000_000},
+        "bounce": {
+            "recipients": ["yamada@acme.example"],
+            "status": "5.1.1",
+            "diagnostic": "550 5.1.1 <yamada@acme.example>: User unknown",
+            "permanent": True,
+        },
+        "original": {
+            "kind": "delivery",
+            "subject": "[MF-0012] 納品",
+            "to": ["yamada@acme.example"],
         },
     }
 
@@ -67,9 +172,18 @@ def render(
         to=(Address("yamada@acme.example", "山田 太郎"),),
         language=language,
         recipient_id="yamada",
-        context=context() | ctx,
+        # A value of ``...`` leaves the key out, as for values CONTEXT.md marks ``?``.
+        context={key: value for key, value in (context() | ctx).items() if value is not ...},
     )
     return renderer.render(notice, ref=ref, desk_name=DESK_NAME, desk_address=DESK_ADDRESS)
+
+
+def render_to(renderer: Renderer, kind: str, language: str, audience: str, **ctx: Any) -> Any:
+    """``kind`` as ``audience`` (client, director, member, coordinator) would get it."""
+    ctx.setdefault("recipient", RECIPIENTS[audience])
+    if audience == "member":
+        ctx.setdefault("member", RECIPIENTS["member"])
+    return render(renderer, kind, language, **ctx)
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
@@ -249,34 +363,114 @@ def test_assignment_direct_model_asks_for_an_estimate_first(
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
-def test_unknown_sender_explains_how_to_register(renderer: Renderer, language: str) -> None:
-    rendered = render(renderer, "unknown_sender", language, ref=None)
+def test_unknown_sender_is_answered_politely_without_a_ref(
+    renderer: Renderer, language: str
+) -> None:
+    rendered = render(
+        renderer,
+        "unknown_sender",
+        language,
+        ref=None,
+        recipient={"id": "hanako@newco.example", "name": "Hanako"},
+    )
     assert "資料作成のご相談" in rendered.subject
     assert "MF-" not in rendered.subject
-    text = rendered.text
-    assert "Hanako Unknown <hanako@newco.example>" in text
-    assert "contacts: [hanako@newco.example]" in text
-    assert "people.yaml" in text
-    assert "mailflow quarantine replay 42" in text
-    assert "> 営業資料の作成をお願いできますでしょうか。" in text
-
-
-HOSTILE = "{{ 7*7 }} {% raw %}x{% endraw %} {# c #} <script>alert('x')</script> & done"
+    assert "hanako@newco.example" in rendered.text
+    assert "24" in rendered.text
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
-@pytest.mark.parametrize("kind", KINDS)
-def test_client_text_is_data_never_a_template(renderer: Renderer, kind: str, language: str) -> None:
-    request = context(text=HOSTILE, subject="{{ 7*7 }} {% raw %}")["request"]
-    inbox = context()["inbox"] | {"excerpt": HOSTILE, "subject": "{{ 7*7 }} {% raw %}"}
-    rendered = render(renderer, kind, language, request=request, inbox=inbox)
-    assert HOSTILE in rendered.text
-    assert "{{ 7*7 }} {% raw %}" in rendered.subject
+def test_too_large_suggests_a_shared_link(renderer: Renderer, language: str) -> None:
+    rendered = render(renderer, "too_large", language)
+    assert "[MF-0012]" in rendered.subject
+    assert "60.0 MB" in rendered.text or "57.2 MB" in rendered.text
+    assert "Google" in rendered.text
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_bounce_alert_names_the_address_and_the_diagnostic(
+    renderer: Renderer, language: str
+) -> None:
+    rendered = render(renderer, "bounce_alert", language)
+    assert "yamada@acme.example" in rendered.subject
+    assert "User unknown" in rendered.text and "5.1.1" in rendered.text
+
+
+HOSTILE = "{{ 7*7 }} {% raw %}x{% endraw %} {# c #} <script>alert('x')</script> & done"
+HOSTILE_SUBJECT = "{{ 7*7 }} {% raw %}"
+ESCAPED = "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; done"
+
+# Kinds whose text part shows some free text written by a person (client, member,
+# director or an impostor); each must show it verbatim, quoted, never evaluated.
+SHOWS_TEXT = frozenset(KINDS) - {
+    "unknown_sender",
+    "too_large",
+    "hours_warning",
+    "reminder",
+    "overdue",
+}
+# Kinds whose subject names the request (or the mail) rather than something else.
+SUBJECT_NAMES_THE_MAIL = frozenset(KINDS) - {
+    "bounce_alert",  # names the address
+    "receipt",  # counts the commands
+    "hours_warning",  # names the month
+    "security_alert",  # never repeats an impostor's subject
+}
+
+
+def hostile_context() -> dict[str, Any]:
+    """Every free-text value of every block replaced by :data:`HOSTILE`."""
+    ctx = copy.deepcopy(context(text=HOSTILE, subject=HOSTILE_SUBJECT))
+    ctx["inbox"] |= {"excerpt": HOSTILE, "subject": HOSTILE_SUBJECT}
+    ctx["mail"] |= {"subject": HOSTILE_SUBJECT}
+    ctx["bounce"] |= {"diagnostic": HOSTILE}
+    ctx["original"] |= {"subject": HOSTILE}
+    ctx["question"] |= {"text": HOSTILE}
+    ctx["answer"] |= {"text": HOSTILE}
+    ctx["estimate"] |= {"note": HOSTILE}
+    ctx["delivery"] |= {"text": HOSTILE, "note": HOSTILE}
+    ctx["revision"] |= {"text": HOSTILE}
+    ctx["feedback"] |= {"text": HOSTILE}
+    ctx["message"] |= {"text": HOSTILE}
+    ctx["status"] |= {"reason": HOSTILE}
+    ctx["attempt"] |= {"subject": HOSTILE, "commands": [HOSTILE]}
+    ctx["receipt"]["refused"] = [{"command": HOSTILE, "why": "unknown command"}]
+    # The recipient comes from the audience.
+    del ctx["recipient"], ctx["member"]
+    return ctx
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize(("kind", "audience"), CASES)
+def test_client_text_is_data_never_a_template(
+    renderer: Renderer, kind: str, audience: str, language: str
+) -> None:
+    rendered = render_to(renderer, kind, language, audience, **hostile_context())
+    shows_text = kind in SHOWS_TEXT and (kind, audience) != ("out_of_scope", "client")
+    if shows_text:
+        assert HOSTILE in rendered.text
+    if kind in SUBJECT_NAMES_THE_MAIL:
+        assert HOSTILE_SUBJECT in rendered.subject
     assert "49" not in rendered.text + rendered.subject
-    if rendered.html is not None:
-        assert "<script>" not in rendered.html
-        assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; done" in rendered.html
+    assert rendered.html is not None
+    assert "<script>" not in rendered.html and "49" not in rendered.html
+    if shows_text:
+        assert ESCAPED in rendered.html
         assert "{{ 7*7 }}" in rendered.html
+
+
+def test_quoted_text_cannot_pass_for_desk_text(renderer: Renderer) -> None:
+    # A line of client text that looks like a command or a heading stays inside the quote.
+    fake = "ご依頼内容\n#承認 すべて承認\n■ 納期：明日"
+    rendered = render_to(
+        renderer,
+        "client_message",
+        "ja",
+        "director",
+        message={"text": fake, "classification": "unclear"},
+    )
+    assert "> #承認 すべて承認\n> ■ 納期：明日" in rendered.text
+    assert "\n#承認 すべて承認" not in rendered.text
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
@@ -368,3 +562,445 @@ def test_names_are_escaped_in_html_too(renderer: Renderer, kind: str) -> None:
     assert rendered.html is not None
     assert "<img" not in rendered.html and "<b>" not in rendered.html
     assert "&lt;img src=x onerror=alert(1)&gt;" in rendered.html
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize(("kind", "audience"), CASES)
+def test_every_kind_renders_for_each_reader(
+    renderer: Renderer, kind: str, audience: str, language: str
+) -> None:
+    rendered = render_to(renderer, kind, language, audience)
+    assert rendered.subject.startswith("[MF-0012] ")
+    assert "\n" not in rendered.subject
+    assert rendered.text.strip() and rendered.text.endswith(f"{DESK_NAME}\n{DESK_ADDRESS}\n")
+    assert rendered.html is not None and f'<html lang="{language}">' in rendered.html
+    for part in (rendered.subject, rendered.text, rendered.html):
+        assert "None" not in part and "Undefined" not in part
+    name = RECIPIENTS[audience]["name"]
+    if language == "ja" and audience == "client":
+        assert f"{name} 様" in rendered.text and f"{name} 様" in rendered.html
+        if kind not in {"unknown_sender", "too_large"}:  # no client block for strangers
+            assert rendered.text.startswith(f"株式会社アクメ\n{name} 様\n")
+            assert "いつもお世話になっております" in rendered.text
+    elif language == "ja":
+        assert rendered.text.startswith(f"{name} さん\n")
+    elif audience != "client":
+        assert rendered.text.startswith(f"Hi {name},\n")
+
+
+OPTIONAL_REQUEST_KEYS = ("due", "format", "state", "revision_count", "hours_estimate")
+
+
+def minimal_context() -> dict[str, Any]:
+    """The context with every value CONTEXT.md marks ``?`` left out."""
+    ctx = copy.deepcopy(context())
+    for key in (*OPTIONAL_REQUEST_KEYS, "hours_spent"):
+        del ctx["request"][key]
+    del ctx["client"]["contact_name"], ctx["client"]["contact_email"]
+    ctx |= {"member": ..., "director": ...}
+    for key in ("left", "monthly", "note"):
+        del ctx["estimate"][key]
+    del ctx["delivery"]["note"], ctx["delivery"]["hours"]
+    del ctx["status"]["reason"]
+    ctx["suggestion"] = {"reasons": []}
+    return ctx
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize(("kind", "audience"), CASES)
+def test_every_kind_renders_without_optional_values(
+    renderer: Renderer, kind: str, audience: str, language: str
+) -> None:
+    ctx = minimal_context() | {"recipient": RECIPIENTS[audience]}
+    rendered = render(renderer, kind, language, **ctx)
+    assert rendered.subject.startswith("[MF-0012] ")
+    assert rendered.html is not None
+    for part in (rendered.subject, rendered.text, rendered.html):
+        assert "None" not in part
+    # The same values given as None instead of left out.
+    nones = {key: None for key in OPTIONAL_REQUEST_KEYS}
+    ctx = context(**nones) | {"recipient": RECIPIENTS[audience], "director": None}
+    ctx["client"] |= {"contact_name": None, "contact_email": None}
+    ctx["estimate"] |= {"left": None, "monthly": None, "note": None}
+    ctx["delivery"] |= {"note": None, "hours": None}
+    ctx["status"] |= {"reason": None}
+    rendered = render(renderer, kind, language, **ctx)
+    for part in (rendered.subject, rendered.text, rendered.html or ""):
+        assert "None" not in part
+
+
+DIRECT = {"model": "direct"}
+SUZUKI = {"id": "suzuki", "name": "鈴木 美咲"}
+
+
+@pytest.mark.parametrize(
+    ("language", "facts"),
+    [
+        (
+            "ja",
+            [
+                "担当の佐藤 一郎より",
+                "> 集計は税込・税抜のどちらでしょうか。",
+                "このメールにそのままご返信",
+            ],
+        ),
+        ("en", ["佐藤 一郎, who is working on your request", "> 集計は", "reply to this email"]),
+    ],
+)
+def test_question_to_the_client_asks_for_a_reply(
+    renderer: Renderer, language: str, facts: list[str]
+) -> None:
+    rendered = render_to(renderer, "question", language, "client")
+    for fact in facts:
+        assert fact in rendered.text, fact
+    assert "#ask" not in rendered.text and "#質問" not in rendered.text
+
+
+@pytest.mark.parametrize(
+    ("language", "command"), [("ja", "#質問 <お客様への質問>"), ("en", "#ask <")]
+)
+def test_question_to_the_director_says_how_to_relay_it(
+    renderer: Renderer, language: str, command: str
+) -> None:
+    rendered = render_to(renderer, "question", language, "director")
+    assert "佐藤 一郎" in rendered.subject
+    assert command in rendered.text
+    assert "> 集計は税込・税抜のどちらでしょうか。" in rendered.text
+
+
+@pytest.mark.parametrize(("language", "done"), [("ja", "#完了 1.5h"), ("en", "#done 1.5h")])
+def test_answer_goes_back_to_the_member_with_next_steps(
+    renderer: Renderer, language: str, done: str
+) -> None:
+    rendered = render_to(renderer, "answer", language, "member")
+    assert "> 税抜でお願いします。" in rendered.text
+    assert "山田 太郎" in rendered.text and done in rendered.text
+    # The director who asked gets no #done line.
+    assert done not in render_to(renderer, "answer", language, "director").text
+
+
+@pytest.mark.parametrize(
+    ("language", "facts"),
+    [
+        (
+            "ja",
+            [
+                "担当の鈴木 美咲より",
+                "お見積り（所要時間）：2 時間",
+                "2026年11月のご契約時間",
+                "ご利用済み：12.5 時間（ご契約 20 時間）",
+                "残り時間　：7.5 時間",
+                "本件完了後の残り（見込み）：5.5 時間",
+                "> 元データの整形が必要な場合",
+                "「お願いします」",
+            ],
+        ),
+        (
+            "en",
+            [
+                "鈴木 美咲 has estimated",
+                "Estimate:  2 hours",
+                "Your hours for November 2026:",
+                "Used so far: 12.5 h of 20 h",
+                "Left:        7.5 h",
+                "Left after this request (expected): 5.5 h",
+                "please go ahead",
+            ],
+        ),
+    ],
+)
+def test_estimate_shows_the_hours_left(renderer: Renderer, language: str, facts: list[str]) -> None:
+    rendered = render_to(
+        renderer,
+        "estimate",
+        language,
+        "client",
+        request=context(**DIRECT)["request"],
+        member=SUZUKI,
+    )
+    assert "(2 h)" in rendered.subject or "（2時間）" in rendered.subject
+    for fact in facts:
+        assert fact in rendered.text, fact
+    assert rendered.html is not None and "7.5" in rendered.html
+
+
+@pytest.mark.parametrize(("language", "marker"), [("ja", "1.5 時間超えて"), ("en", "1.5 h more")])
+def test_estimate_beyond_the_hours_left_says_so(
+    renderer: Renderer, language: str, marker: str
+) -> None:
+    estimate = context()["estimate"] | {"hours": 9}
+    rendered = render_to(renderer, "estimate", language, "client", estimate=estimate)
+    assert marker in rendered.text
+
+
+@pytest.mark.parametrize(
+    ("language", "facts"),
+    [
+        (
+            "ja",
+            [
+                "✓ 添付ファイル：2 件",
+                "✗ 納品形式：Excel の指定に PDF が含まれています",
+                "✓ 納期：納期の 2 日前",
+                "売上集計_11月.xlsx（34 KB）",
+                "作業時間：1.5 時間",
+                "> 店舗別のシートも付けています。",
+                "#承認 [コメント]",
+                "#approve [note]",
+                "#修正 <内容>",
+                "#revise <feedback>",
+            ],
+        ),
+        (
+            "en",
+            [
+                "✓ 添付ファイル: 2 件",
+                "✗ 納品形式: Excel の指定に PDF が含まれています",
+                "✓ 納期: 納期の 2 日前",
+                "売上集計_11月.xlsx (34 KB)",
+                "Hours:     1.5 h",
+                "#approve [note]",
+                "#revise <feedback>",
+            ],
+        ),
+    ],
+)
+def test_review_shows_each_check_and_the_commands(
+    renderer: Renderer, language: str, facts: list[str]
+) -> None:
+    rendered = render_to(renderer, "review", language, "director", member=RECIPIENTS["member"])
+    assert "1" in rendered.subject and (
+        "要確認" in rendered.subject or "failed" in rendered.subject
+    )
+    for fact in facts:
+        assert fact in rendered.text, fact
+    assert rendered.html is not None
+    assert rendered.html.count("✓") == 2 and rendered.html.count("✗") == 1
+
+
+@pytest.mark.parametrize(
+    ("language", "facts"),
+    [
+        (
+            "ja",
+            [
+                "売上集計_11月.xlsx（34 KB）",
+                "集計メモ.pdf（117 KB）",
+                "> ご確認よろしくお願いいたします。",
+                "> 集計が終わりました。",
+                "問題なければ「ありがとうございます」等とご返信ください。",
+                "修正がございましたら、修正点をご返信ください。",
+            ],
+        ),
+        (
+            "en",
+            [
+                "売上集計_11月.xlsx (34 KB)",
+                "集計メモ.pdf (117 KB)",
+                "The files are attached",
+                'just reply "Thank you"',
+                "reply with what should be changed",
+            ],
+        ),
+    ],
+)
+def test_delivery_lists_the_files_and_how_to_answer(
+    renderer: Renderer, language: str, facts: list[str]
+) -> None:
+    rendered = render_to(renderer, "delivery", language, "client")
+    for fact in facts:
+        assert fact in rendered.text, fact
+    assert rendered.html is not None and "集計メモ.pdf" in rendered.html
+    revised = render_to(
+        renderer, "delivery", language, "client", request=context(revision_count=1)["request"]
+    )
+    assert "修正版" in revised.subject or "Revised" in revised.subject
+
+
+@pytest.mark.parametrize(
+    ("language", "to_member", "to_director"),
+    [
+        ("ja", ["修正のお願い（1回目）", "#完了 1.5h", "#質問"], ["#修正 <修正内容>", "#revise"]),
+        ("en", ["Revision requested (round 1)", "#done 1.5h", "#ask"], ["#revise <", "#close"]),
+    ],
+)
+def test_revision_tells_member_and_director_what_to_do(
+    renderer: Renderer, language: str, to_member: list[str], to_director: list[str]
+) -> None:
+    member = render_to(renderer, "revision", language, "member")
+    text = member.subject + member.text
+    for fact in to_member:
+        assert fact in text, fact
+    assert "> 合計行を追加してください。" in member.text
+    by_client = context()["revision"] | {"by": {"name": "山田 太郎", "role": "client"}}
+    director = render_to(
+        renderer, "revision", language, "director", revision=by_client, member=RECIPIENTS["member"]
+    )
+    for fact in to_director:
+        assert fact in director.text, fact
+    assert "#done" not in director.text and "山田 太郎" in director.text
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_feedback_passes_the_thanks_on(renderer: Renderer, language: str) -> None:
+    rendered = render_to(renderer, "feedback", language, "member")
+    assert "> ありがとうございます。とても見やすいです。" in rendered.text
+    assert "山田 太郎" in rendered.text and "1.5" in rendered.text
+
+
+@pytest.mark.parametrize(
+    ("language", "facts"),
+    [
+        (
+            "ja",
+            [
+                "✓ #担当 sato",
+                "→ 佐藤 一郎さんに依頼しました",
+                "✗ #承認",
+                "理由：確認待ちの納品物がありません",
+                "現在の状態：担当決定",
+                "  #納期 <日付>\n  #note <メモ>\n  #hold\n",
+            ],
+        ),
+        (
+            "en",
+            [
+                "✓ #担当 sato",
+                "✗ #承認",
+                "why: 確認待ちの納品物がありません",
+                "State now: assigned",
+                "  #納期 <日付>\n  #note <メモ>\n  #hold\n",
+            ],
+        ),
+    ],
+)
+def test_receipt_lists_applied_and_refused_commands(
+    renderer: Renderer, language: str, facts: list[str]
+) -> None:
+    rendered = render_to(renderer, "receipt", language, "director")
+    assert "1" in rendered.subject
+    for fact in facts:
+        assert fact in rendered.text, fact
+    assert rendered.html is not None and "確認待ちの納品物がありません" in rendered.html
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_out_of_scope_is_polite_to_the_client_and_actionable_for_staff(
+    renderer: Renderer, language: str
+) -> None:
+    label = "電話対応" if language == "ja" else "phone calls"
+    client = render_to(renderer, "out_of_scope", language, "client")
+    assert label in client.text
+    assert "架電" not in client.text  # the reasons are internal
+    director = render_to(renderer, "out_of_scope", language, "director")
+    assert label in director.subject and "架電" in director.text
+    assert "#reject" in director.text
+    coordinator = render_to(renderer, "out_of_scope", language, "coordinator")
+    assert "#reject" not in coordinator.text and "架電" in coordinator.text
+
+
+@pytest.mark.parametrize(
+    ("language", "facts"),
+    [
+        ("ja", ["2026年11月", "80% に達しました", "20 時間／月", "16.5 時間（82%）", "3.5 時間"]),
+        ("en", ["November 2026", "used 80%", "20 h", "16.5 h (82%)", "Left:          3.5 h"]),
+    ],
+)
+def test_hours_warning_shows_used_of_monthly(
+    renderer: Renderer, language: str, facts: list[str]
+) -> None:
+    rendered = render_to(renderer, "hours_warning", language, "client")
+    assert "82%" in rendered.subject
+    for fact in facts:
+        assert fact in rendered.text, fact
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_hours_warning_at_100_percent_without_a_request(renderer: Renderer, language: str) -> None:
+    ctx = context() | {"recipient": RECIPIENTS["coordinator"], "request": ..., "member": ...}
+    ctx["hours"] |= {"used": 20.5, "percent": 102.5, "threshold": 100}
+    rendered = render(renderer, "hours_warning", language, ref=None, **ctx)
+    assert "100%" in rendered.subject and "株式会社アクメ" in rendered.subject
+    assert "MF-" not in rendered.subject
+    assert "102.5%" in rendered.text and "0" in rendered.text
+
+
+@pytest.mark.parametrize(
+    ("language", "facts"),
+    [
+        (
+            "ja",
+            ["残り約 5.5 時間", "2026年12月3日（木）18:00", "#完了 1.5h", "ディレクターへご相談"],
+        ),
+        ("en", ["about 5.5 hours left", "Thu 3 Dec 2026 18:00", "#done 1.5h", "tell the director"]),
+    ],
+)
+def test_reminder_names_the_deadline(renderer: Renderer, language: str, facts: list[str]) -> None:
+    rendered = render_to(renderer, "reminder", language, "member")
+    for fact in facts:
+        assert fact in rendered.text, fact
+    direct = render_to(
+        renderer, "reminder", language, "member", request=context(**DIRECT)["request"]
+    )
+    assert "#due" in direct.text
+
+
+@pytest.mark.parametrize(("language", "late"), [("ja", "26時間超過"), ("en", "26 h late")])
+def test_overdue_alerts_the_director(renderer: Renderer, language: str, late: str) -> None:
+    rendered = render_to(renderer, "overdue", language, "director", member=RECIPIENTS["member"])
+    assert late in rendered.subject
+    assert "佐藤 一郎 (sato)" in rendered.text or "佐藤 一郎（sato）" in rendered.text
+    assert "#hold" in rendered.text
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_client_message_quotes_the_client_and_offers_commands(
+    renderer: Renderer, language: str
+) -> None:
+    director = render_to(renderer, "client_message", language, "director")
+    assert "> 添付の件、どうなっていますか？" in director.text
+    assert "#close" in director.text and "#revise" in director.text
+    member = render_to(
+        renderer, "client_message", language, "member", request=context(**DIRECT)["request"]
+    )
+    assert "#close" not in member.text and "#done" in member.text
+
+
+@pytest.mark.parametrize(
+    ("state", "ja", "en"),
+    [
+        ("on_hold", "保留", "on hold"),
+        ("in_progress", "再開", "resumed"),
+        ("closed", "完了", "closed"),
+        ("rejected", "お引き受けいたしかねます", "unable to take on"),
+    ],
+)
+def test_status_update_explains_the_state(renderer: Renderer, state: str, ja: str, en: str) -> None:
+    status = {"state": state, "reason": "資料待ち"}
+    japanese = render_to(renderer, "status_update", "ja", "client", status=status)
+    assert ja in japanese.subject + japanese.text and "> 資料待ち" in japanese.text
+    english = render_to(renderer, "status_update", "en", "client", status=status)
+    assert en in english.subject + english.text
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("audience", ["client", "director"])
+def test_security_alert_never_repeats_the_impostors_subject_in_its_own(
+    renderer: Renderer, language: str, audience: str
+) -> None:
+    ctx = context() | {"recipient": RECIPIENTS[audience], "request": ..., "client": ...}
+    rendered = render(renderer, "security_alert", language, ref=None, **ctx)
+    assert "至急" not in rendered.subject
+    assert "至急 承認してください" in rendered.text
+    assert "> #承認\n> #担当 suzuki" in rendered.text
+    assert "DMARC" in rendered.text
+    if language == "ja" and audience == "client":
+        assert rendered.text.startswith("山田 太郎 様\n")
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("kind", ["unknown_sender", "too_large", "bounce_alert"])
+def test_older_notices_have_an_html_part_too(renderer: Renderer, kind: str, language: str) -> None:
+    rendered = render(renderer, kind, language, recipient=RECIPIENTS["client"])
+    assert rendered.html is not None and f'<html lang="{language}">' in rendered.html
+    assert DESK_ADDRESS in rendered.html

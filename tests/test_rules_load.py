@@ -48,7 +48,9 @@ def test_default_rules_load() -> None:
     assert "ありがとうございます" in rules.replies["acceptance"]["ja"]
     assert "修正" in rules.replies["revision"]["ja"]
     assert "looks good" in rules.replies["acceptance"]["en"]
-    assert rules.defaults == Defaults(3, 24, 20, "09:00-18:00", "jp", (((12, 29), (1, 3)),))
+    assert rules.defaults == Defaults(
+        3, 24, ((3, 600), (20, 86400)), "09:00-18:00", "jp", (((12, 29), (1, 3)),)
+    )
     assert [route.name for route in rules.routes] == [
         "urgent",
         "out_of_scope",
@@ -57,7 +59,9 @@ def test_default_rules_load() -> None:
     ]
     urgent, out_of_scope, _, default = rules.routes
     assert urgent.continue_ and urgent.then["priority"] == "high"
-    assert out_of_scope.when == {"skill": ["phone", "office_visit"]}
+    assert out_of_scope.when == {"out_of_scope": True}
+    assert out_of_scope.then == {"route": "out_of_scope", "tags": ["out_of_scope"]}
+    assert "電話番号" in rules.skills["phone"].ignore
     assert default.when == {} and default.then == {"route": "director"}
     assert "Excel" in rules.formats["excel"]
 
@@ -97,7 +101,7 @@ def test_top_level_and_skill_mistakes(tmp_path: Path) -> None:
         """,
     ) == [
         "rules.yaml:2: skills.research.fr: unknown key — fix: remove it or check the spelling; "
-        "known keys: ja, en",
+        "known keys: ja, en, ignore",
         "rules.yaml:3: out_of_scope[0]: unknown skill 'phone' — fix: use one of the skills "
         "defined under skills: research",
         "rules.yaml:4: route: unknown key — fix: remove it or check the spelling; known keys: "
@@ -126,8 +130,9 @@ def test_route_mistakes(tmp_path: Path) -> None:
         "missing ), unterminated subpattern at position 0 — fix: correct the pattern; in YAML, "
         "write it in single quotes so backslashes stay as they are",
         "rules.yaml:8: routes[0].when.any[1].body_contain: unknown key — fix: remove it or check "
-        "the spelling; known keys: any, all, not, skill, plan, sender_role, language, client, "
-        "subject_matches, body_matches, matches, subject_contains, body_contains, has_attachments",
+        "the spelling; known keys: any, all, not, client, plan, sender_role, language, priority, "
+        "weekday, subject_matches, body_matches, matches, subject_contains, body_contains, "
+        "contains, has_attachments, skill, out_of_scope, time, working_hours",
         "rules.yaml:9: routes[0].then.priority: unknown priority 'urgent' — fix: use one of: "
         "high, normal, low",
         "rules.yaml:10: routes[1].name: required key is missing — fix: add `name:` to this entry",
@@ -137,7 +142,7 @@ def test_route_mistakes(tmp_path: Path) -> None:
         "rules.yaml:11: routes[2].name: duplicate route name 'urgent' (first on line 4) — fix: "
         "give each route its own name",
         "rules.yaml:12: routes[2].then.route: unknown route 'nowhere' — fix: use one of: "
-        "director, member, out_of_scope",
+        "director, member, auto_assign, out_of_scope, quarantine",
     ]
 
 
@@ -175,3 +180,15 @@ def test_yaml_syntax_error(tmp_path: Path) -> None:
         "rules.yaml:2: (syntax): found character '\\t' that cannot start any token — fix: indent "
         "with spaces, not tabs"
     ]
+
+
+def test_automatic_mail_limits_are_read_and_checked(tmp_path: Path) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text('defaults:\n  automatic_mail_limits: ["5/15m", "30/1d"]\n', encoding="utf-8")
+    assert load_rules(path).defaults.automatic_mail_limits == ((5, 900), (30, 86400))
+    path.write_text('defaults:\n  automatic_mail_limits: ["often"]\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_rules(path)
+    assert "rules.yaml:2: defaults.automatic_mail_limits: 'often' is not a limit" in str(
+        caught.value
+    )

@@ -269,3 +269,71 @@ def test_read_secret(tmp_path: Path) -> None:
     )
     os.chmod(secret, 0o600)
     assert read_secret(settings) == bytes.fromhex("ab" * 32)
+
+
+def test_imap_oauth2_idle_and_poll_interval(tmp_path: Path) -> None:
+    settings = load_settings(
+        write(
+            tmp_path,
+            MINIMAL
+            + dedent("""\
+        [[imap]]
+        host = "outlook.office365.com"
+        username = "desk@secretary.example"
+        idle = false
+        poll_interval = 15
+        oauth2_token_endpoint = "https://login.microsoftonline.com/common/oauth2/v2.0/token"
+        oauth2_client_id = "client-1"
+        oauth2_client_secret_file = "client.secret"
+        oauth2_refresh_token_file = "refresh.token"
+        oauth2_scope = "https://outlook.office.com/IMAP.AccessAsUser.All offline_access"
+        """),
+        )
+    )
+    [imap] = settings.imap
+    assert (imap.idle, imap.poll_interval, imap.password) == (False, 15.0, None)
+    assert imap.oauth2 is not None
+    assert imap.oauth2.client_id == "client-1" and imap.oauth2.client_secret is None
+    assert imap.oauth2.client_secret_file == tmp_path / "client.secret"
+    assert imap.oauth2.refresh_token_file == tmp_path / "refresh.token"
+    assert imap.oauth2.scope == "https://outlook.office.com/IMAP.AccessAsUser.All offline_access"
+
+
+def test_imap_defaults_for_waiting(tmp_path: Path) -> None:
+    [imap] = load_settings(write(tmp_path, DESIGN_TOML)).imap
+    assert (imap.idle, imap.poll_interval, imap.oauth2) == (True, 60.0, None)
+
+
+def test_imap_oauth2_mistakes(tmp_path: Path) -> None:
+    assert problems(
+        tmp_path,
+        MINIMAL
+        + dedent("""\
+        [[imap]]
+        host = "imap.gmail.com"
+        username = "desk@secretary.example"
+        password = "x"
+        idle = "yes"
+        poll_interval = 0
+        oauth2_token_endpoint = "http://oauth2.example/token"
+        oauth2_client_secret = "a"
+        oauth2_client_secret_file = "b"
+        """),
+    ) == [
+        "mailflow.toml:3: imap[0].oauth2_refresh_token_file: required key is missing — fix: add "
+        '`oauth2_refresh_token_file = "…"` under [imap[0]]',
+        "mailflow.toml:3: imap[0].oauth2_client_id: required key is missing — fix: add "
+        '`oauth2_client_id = "…"` under [imap[0]]',
+        "mailflow.toml:6: imap[0].password: both a password and oauth2 settings are set — fix: "
+        "keep either the password or the oauth2_* keys",
+        "mailflow.toml:7: imap[0].idle: expected true or false, got 'yes' (text) — fix: write "
+        "true or false",
+        "mailflow.toml:8: imap[0].poll_interval: expected a number of seconds above 0, got 0 "
+        "(a number) — fix: write a number without quotes, e.g. 60",
+        "mailflow.toml:9: imap[0].oauth2_token_endpoint: 'http://oauth2.example/token' is not an "
+        "https:// URL — fix: use the provider's token URL, e.g. "
+        '"https://oauth2.googleapis.com/token" or '
+        '"https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token"',
+        "mailflow.toml:11: imap[0].oauth2_client_secret_file: both oauth2_client_secret and "
+        "oauth2_client_secret_file are set — fix: keep only one of them",
+    ]

@@ -11,9 +11,10 @@ from email.parser import BytesParser
 from email.policy import compat32
 
 from mailflow.errors import ProcessingError
-from mailflow.model import Address, ForwardedMail, ParsedMail
+from mailflow.model import Address, BounceReport, ForwardedMail, ParsedMail
+from mailflow.parse import bounce as bounces
 from mailflow.parse.attachments import safe_name
-from mailflow.parse.body import collect, forwarded_from_message
+from mailflow.parse.body import Collected, collect, first_header, forwarded_from_message
 from mailflow.parse.charsets import decode_bytes
 from mailflow.parse.forward import find_inline_forward
 from mailflow.parse.headers import (
@@ -24,6 +25,8 @@ from mailflow.parse.headers import (
     unfold,
 )
 from mailflow.parse.html import html_to_text
+from mailflow.parse.lift import lift as lift_runs
+from mailflow.parse.lift import settle
 from mailflow.parse.quotes import split_quoted
 
 __all__ = [
@@ -44,7 +47,7 @@ def parse_mail(raw: bytes) -> ParsedMail:
     if not isinstance(raw, bytes | bytearray | memoryview):
         raise ProcessingError(f"message is {type(raw).__name__}, not bytes")
     data = bytes(raw)
-    if not data.strip():
+    if not data or data.isspace():  # data.strip() would copy a 25 MB message
         raise ProcessingError("message is empty")
     msg = _parse_tree(data)
     try:
@@ -54,8 +57,11 @@ def parse_mail(raw: bytes) -> ParsedMail:
 
 
 def _parse_tree(data: bytes) -> Message:
+    lifted, runs = lift_runs(data)
     try:
-        return _PARSER.parsebytes(data)
+        msg = _PARSER.parsebytes(lifted)
+        settle(msg, runs)
+        return msg
     except RecursionError as exc:
         raise ProcessingError("MIME parts are nested too deeply to parse") from exc
     except (ValueError, TypeError, IndexError, LookupError) as exc:
@@ -97,7 +103,28 @@ def _build(msg: Message, data: bytes) -> ParsedMail:
         headers=tuple((key.lower(), decode_header(value)) for key, value in raw_headers),
         defects=tuple(dict.fromkeys(defects)),
         size=len(data),
+        content_type=msg.get_content_type(),
+        bounce=_bounce(msg, found, body, senders, first.get("from", "")),
     )
+
+
+def _bounce(
+    msg: Message, found: Collected, body: str, senders: tuple[Address, ...], raw_from: str
+) -> BounceReport | None:
+    """The delivery report of a bounce: RFC 3464 fields first, then the plain text."""
+    for inner in found.messages:
+        found.report.returned_ids.append(bounces.ids_in(first_header(inner, "message-id")))
+    report = bounces.from_report(found.report, body) if found.report.status_fields else None
+    if report is not None:
+        return report
+    sender = senders[0].email if senders else ""
+    if (
+        msg.get_content_type() == "multipart/report"
+        or bounces.sent_by_daemon(sender, raw_from)
+        or bounces.opens_like_bounce(body)
+    ):
+        return bounces.from_text(body, found.report)
+    return None
 
 
 def _addresses(raw_headers: list[tuple[str, str]], name: str) -> tuple[Address, ...]:

@@ -13,9 +13,11 @@ from email.message import Message
 
 from mailflow.model import Address, Attachment, ForwardedMail
 from mailflow.parse.attachments import default_name, part_filename, safe_name
+from mailflow.parse.bounce import ReportParts, returned_id, status_blocks
 from mailflow.parse.charsets import decode_bytes, is_known_charset
 from mailflow.parse.headers import decode_header, parse_addresses, parse_date
 from mailflow.parse.html import html_to_text
+from mailflow.parse.lift import lifted_payload
 
 MAX_DEPTH = 40
 _REPORT_PARTS = frozenset(
@@ -29,6 +31,9 @@ _REPORT_PARTS = frozenset(
     }
 )
 _MESSAGE_TYPES = frozenset({"message/rfc822", "message/global"})
+_STATUS_TYPES = frozenset({"message/delivery-status", "message/global-delivery-status"})
+_HEADER_TYPES = frozenset({"text/rfc822-headers", "message/global-headers"})
+_LEAF_TYPES = _MESSAGE_TYPES | _STATUS_TYPES
 _FILE_TYPES = frozenset({"image", "application", "audio", "video", "model", "font"})
 
 
@@ -41,6 +46,7 @@ class Collected:
     attachments: list[Attachment] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
+    report: ReportParts = field(default_factory=ReportParts)
 
     def body_text(self) -> str:
         if self.plain:
@@ -75,7 +81,7 @@ def collect(msg: Message, depth: int = 0) -> Collected:
 
 def _children(part: Message) -> list[Message] | None:
     """Sub-parts of a multipart; None for leaves (message/rfc822 is a leaf for us)."""
-    if part.get_content_type() in _MESSAGE_TYPES or not part.is_multipart():
+    if part.get_content_type() in _LEAF_TYPES or not part.is_multipart():
         return None
     payload = part.get_payload()
     return [p for p in payload if isinstance(p, Message)] if isinstance(payload, list) else None
@@ -102,8 +108,18 @@ def _leaf(part: Message, found: Collected) -> None:
         found.plain.append(_text(part, found))
         return
     if ctype in _REPORT_PARTS and not filename:
+        _report_part(part, ctype, found)
         return
     found.attachments.append(_attachment(part, ctype, filename, disposition))
+
+
+def _report_part(part: Message, ctype: str, found: Collected) -> None:
+    """Keep what a delivery report says for the bounce reader; it is not a file."""
+    if ctype in _STATUS_TYPES:
+        payload = b"" if part.is_multipart() else _payload(part)
+        found.report.status_fields += status_blocks(part, payload)
+    elif ctype in _HEADER_TYPES:
+        found.report.returned_ids.append(returned_id(decode_bytes(_payload(part), "utf-8")))
 
 
 def _disposition(part: Message) -> str:
@@ -114,6 +130,9 @@ def _disposition(part: Message) -> str:
 
 
 def _payload(part: Message) -> bytes:
+    lifted = lifted_payload(part)
+    if lifted is not None:
+        return lifted
     try:
         data = part.get_payload(decode=True)
     except (ValueError, TypeError, LookupError, IndexError):

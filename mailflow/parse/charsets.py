@@ -73,6 +73,7 @@ _FORBIDDEN = ("escape", "undefined", "idna", "punycode", "mbcs", "oem", "rot", "
 _ESC = 0x1B
 _ESC_SEQ = re.compile(rb"\x1b(\(B|\(J|\(H|\$@|\$B|\$\(B|\$\(Q|\$\(O|\(I|\$\(D|\$A|\$\(C|\.A|\.F|N)")
 _JIS_HINT = re.compile(rb"\x1b\$[@B]")
+_UNDEFINED_LEADS = frozenset({0xEB, 0xEC, 0xEF})
 
 
 def normalise_charset(charset: str | None) -> str:
@@ -245,6 +246,10 @@ def _decode_double(chunk: bytes) -> str:
 
 def _jis_to_sjis(first: int, second: int) -> bytes:
     lead = ((first + 1) >> 1) + (0x70 if first <= 0x5E else 0xB0)
+    if lead in _UNDEFINED_LEADS:
+        # Rows 85–88 and 93–94 are empty in JIS X 0208; Windows (CP50221) reads them as the
+        # cp932 user-defined area, where Japanese carriers put their emoji (au, SoftBank).
+        lead = 0xF0 + ((first - 0x75) >> 1)
     if first & 1:
         trail = second + (0x1F if second <= 0x5F else 0x20)
     else:

@@ -12,7 +12,8 @@ import re
 
 _SEPARATOR = re.compile(
     r"^\s*(-{2,}|_{2,}|={2,})?\s*("
-    r"original message|元のメッセージ|オリジナル\s*メッセージ|forwarded message|"
+    r"original message|元のメッセージ|オリジナル\s*メッセージ|forwarded message|mensaje original|"
+    r"messaggio originale|mensagem original|originalnachricht|"
     r"転送されたメッセージ|転送メッセージ|転送\s*メール|転送|forwarded by .*|reply message|"
     r"ursprüngliche nachricht|message d'origine|oprindelig meddelelse|oorspronkelijk bericht"
     r")\s*(-{2,}|_{2,}|={2,})?\s*$",
@@ -28,7 +29,8 @@ _ATTRIBUTION_END = re.compile(
     re.IGNORECASE,
 )
 _ATTRIBUTION_START = re.compile(
-    r"^\s*(on\s|am\s|le\s|el\s|\d{4}\s*[年/.-]|\d{1,2}[/.]\d{1,2}[/.]\d{2,4}|\(?\w+\)?\s*\d{4}年|"
+    r"^\s*(on\s|am\s|le\s|el\s|den\s|em\s|il\s|op\s|w dniu\s|dnia\s|"
+    r"\d{4}\s*[年/.-]|\d{1,2}[/.]\d{1,2}[/.]\d{2,4}|\(?\w+\)?\s*\d{4}年|"
     r"[^\s].{0,80}(さん|様)?(は|が)?書きました)",
     re.IGNORECASE,
 )
@@ -36,13 +38,20 @@ _DATED_ATTRIBUTION = re.compile(
     r"^\s*(\d{4}\s*年\s*\d{1,2}\s*月\s*\d{1,2}\s*日|\d{4}/\d{1,2}/\d{1,2}).*>\s*[:：]$"
 )
 _HEADER_FROM = re.compile(
-    r"^\s*\*?(from|差出人|送信者|送信元|von|de|fra|van|od|från)\*?\s*[:：]", re.IGNORECASE
+    r"^\s*\*?(from|差出人|送信者|送信元|von|de|da|fra|van|od|från|от)\*?\s*[:：]", re.IGNORECASE
 )
 _HEADER_NEXT = re.compile(
     r"^\s*\*?(sent|date|to|subject|cc|送信日時|日付|日時|宛先|件名|gesendet|datum|betreff|"
-    r"envoyé|objet|sendt|til|emne|verzonden|aan|onderwerp|wysłano|do|temat|skickat|ämne)\*?\s*[:：]",
+    r"envoyé|objet|sendt|til|emne|verzonden|aan|onderwerp|wysłano|do|temat|skickat|ämne|"
+    r"enviado|para|asunto|inviato|data|oggetto|a|отправлено|кому|тема|дата)\*?\s*[:：]",
     re.IGNORECASE,
 )
+# Zoho: "---- On Tue, 22 Dec 2015 14:17:36 +0530 Sam <sam@x> wrote ----".
+_BOXED_ATTRIBUTION = re.compile(r"^\s*-{2,}\s*on\s.{5,200}\swrote\s*-{2,}\s*$", re.IGNORECASE)
+# Old Gmail: "2013/7/20 Sam <sam@example.org>" alone on its line, no "wrote:".
+_DATE_AND_ADDRESS = re.compile(r"^\s*\d{4}[/-]\d{1,2}[/-]\d{1,2}\s.{0,100}<[^<>\s]+@[^<>\s]+>\s*$")
+_ADDRESS_TAIL = re.compile(r"^\s*[^\s<>]+@[^\s<>]+>")
+_ENDS_WITH_ADDRESS = re.compile(r"@[^\s<>]+>+\s*[:：]$")
 _SIG_DECORATION = re.compile(r"^[\s―━─＝=＿_\-－*＊~〜～・.]{4,}$")
 _SIG_MAX_LINES = 15
 _CONTACT = re.compile(
@@ -107,21 +116,32 @@ def find_quote_start(lines: list[str]) -> tuple[int, int]:
     for i, line in enumerate(lines):
         if not line or line.startswith(">"):
             if line and i > last_fresh:
-                return i, 0  # only quotes follow: bottom of a top-posted reply
+                # Only quotes follow: the bottom of a top-posted reply. An attribution
+                # wrapped before its closing ">:" goes with them.
+                wrapped = line.strip() in (">:", ">：") and i and "@" in lines[i - 1]
+                return (i - 1 if wrapped else i), 0
             continue
         if is_marker(line) or _is_header_block(lines, i):
             return i, 0
         size = _attribution_size(lines, i)
         if size:
+            if i and _wraps_into(lines[i - 1], line):
+                return i - 1, size + 1  # "… Silva" <" / "meta@x.org> написал:"
             return i, size
     return len(lines), 0
 
 
 def is_marker(line: str) -> bool:
     """A forward/original-message separator line."""
-    if len(line) > 120:
+    if len(line) > 200:
         return False
-    return bool(_SEPARATOR.match(line) or _BEGIN_FORWARD.match(line))
+    bare = line.strip().strip("*")
+    return bool(
+        _SEPARATOR.match(bare)
+        or _BEGIN_FORWARD.match(bare)
+        or _BOXED_ATTRIBUTION.match(bare)
+        or _DATE_AND_ADDRESS.match(bare)
+    )
 
 
 def _attribution_size(lines: list[str], i: int) -> int:
@@ -131,6 +151,8 @@ def _attribution_size(lines: list[str], i: int) -> int:
         return 0  # every attribution ends with a colon: skip the regexes for most lines
     if _DATED_ATTRIBUTION.match(line):
         return 1
+    if _ATTRIBUTION_START.match(line) and _ENDS_WITH_ADDRESS.search(line) and _DIGITS.search(line):
+        return 1  # "Den 15. jun. 2016 kl. 20.42 skrev Jeff <jeff@x.org>:" (name after the verb)
     if _ATTRIBUTION_END.search(line):
         return int(bool(_ATTRIBUTION_START.match(line)) or _looks_dated(line))
     joined = line
@@ -144,6 +166,11 @@ def _attribution_size(lines: list[str], i: int) -> int:
         if _ATTRIBUTION_END.search(joined) and _ATTRIBUTION_START.match(joined):
             return size * _looks_dated(joined)
     return 0
+
+
+def _wraps_into(previous: str, line: str) -> bool:
+    """True when ``previous`` is the first half of an attribution wrapped at its address."""
+    return bool(previous) and (previous.endswith("<") or bool(_ADDRESS_TAIL.match(line)))
 
 
 def _looks_dated(line: str) -> bool:
@@ -167,8 +194,17 @@ def _separate_marked(lines: list[str]) -> tuple[list[str], list[str]]:
     """Interleaved replies: ``>`` lines are quoted, the lines between them are new."""
     fresh: list[str] = []
     quoted: list[str] = []
-    for line in lines:
-        (quoted if line.startswith(">") else fresh).append(line)
+    for i, line in enumerate(lines):
+        if not line.startswith(">"):
+            fresh.append(line)
+            continue
+        if i and not lines[i - 1].startswith(">"):
+            # A quote block starts: an attribution right above it belongs to it.
+            if line.strip() in (">:", ">：") and "@" in lines[i - 1]:
+                quoted.append(fresh.pop())  # "… <a@b.example" wrapped before its ">:"
+            fresh, moved = _strip_trailing_attribution(fresh, [])
+            quoted += moved
+        quoted.append(line)
     return _strip_trailing_attribution(fresh, quoted)
 
 
