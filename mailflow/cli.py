@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -278,26 +279,119 @@ def requests_show(ctx: click.Context, ref: str, as_json: bool) -> None:
         if as_json:
             _dump(data)
             return
-        for key in (
-            "ref",
-            "state",
-            "model",
-            "client",
-            "director",
-            "assignee",
-            "subject",
-            "due",
-            "skills",
-            "priority",
-        ):
-            click.echo(f"{key:>10}: {data[key]}")
-        click.echo("    events:")
-        for event in data["events"]:
-            click.echo(
-                f"      {event['at']} {event['actor']} {event['kind']} "
-                f"{event['from_state'] or ''}→{event['to_state'] or ''}"
-            )
-        click.echo(f"    decision: {json.dumps(data['decision'], ensure_ascii=False)}")
+        click.echo("\n".join(request_story(data)))
+
+    _with_service(ctx, action)
+
+
+def request_story(data: dict[str, Any]) -> list[str]:
+    """The whole story of a request for a person: facts, hours, files, events, mail."""
+    lines = [f"{data['ref']}  {data['subject']}"]
+    for key in (
+        "state",
+        "model",
+        "client",
+        "director",
+        "assignee",
+        "due",
+        "priority",
+        "revision_count",
+    ):
+        lines.append(f"  {key:<15} {data[key] if data[key] is not None else '-'}")
+    lines.append(f"  {'skills':<15} {', '.join(data['skills']) or '-'}")
+    estimate = data["hours_estimate"]
+    lines.append(
+        f"  {'hours':<15} {data['hours_spent']:g} spent"
+        + (f" of {estimate:g} estimated" if estimate is not None else "")
+    )
+    lines.append("  files:")
+    lines += [
+        f"    {f['filename']} ({f['size']} bytes, {f['content_type']})" for f in data["attachments"]
+    ] or ["    -"]
+    lines.append("  events:")
+    for event in data["events"]:
+        move = f" {event['from_state'] or '…'} → {event['to_state']}" if event["to_state"] else ""
+        lines.append(f"    {event['at'][:19]}  {event['actor']:<12} {event['kind']}{move}")
+        lines += [
+            f"        {key}: {_short(value)}"
+            for key, value in event["detail"].items()
+            if value not in (None, "", [], {})
+        ]
+    lines.append("  decision:")
+    decision = data["decision"]
+    lines.append(
+        f"    rule {decision.get('rule')} → {decision.get('route')}, suggested "
+        f"{decision.get('suggested_member') or '-'}"
+    )
+    lines += [f"      {reason}" for reason in decision.get("reasons", [])]
+    lines.append("  messages:")
+    lines += [
+        f"    {m['at'][:19]}  {m['direction']:<3} {m['message_id']}" for m in data["messages"]
+    ]
+    return lines
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = " ".join(text.split())
+    return text if len(text) <= 100 else text[:97] + "…"
+
+
+@main.command()
+@click.option(
+    "--at",
+    "at",
+    metavar="TIME",
+    help="Run as of this time (ISO 8601, e.g. 2026-11-27T09:00+09:00); default now.",
+)
+@click.pass_context
+def tick(ctx: click.Context, at: str | None) -> None:
+    """Run scheduled work: reminders, overdue notices, estimate nudges, daily digests."""
+
+    def action(service: Any) -> None:
+        moment = _moment(at, service)
+        ran = service.desk.tick(moment)
+        report = service.sender.flush()
+        click.echo(f"ran {len(ran)} scheduled item(s); sent {report.sent}")
+        for key in ran:
+            click.echo(f"  {key}")
+
+    _with_service(ctx, action)
+
+
+def _moment(at: str | None, service: Any) -> datetime | None:
+    if at is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(at)
+    except ValueError:
+        click.echo(
+            f"mailflow: --at {at!r} is not a time; write e.g. 2026-11-27T09:00+09:00", err=True
+        )
+        sys.exit(EXIT_CONFIG)
+    # A time without a zone is read in the desk's time zone.
+    return moment if moment.tzinfo else moment.replace(tzinfo=service.config.settings.tz)
+
+
+@main.command()
+@click.option(
+    "--preview",
+    "email",
+    required=True,
+    metavar="EMAIL",
+    help="Whose digest to print (a director, member or client contact).",
+)
+@click.option("--at", "at", metavar="TIME", help="As of this time (ISO 8601); default now.")
+@click.pass_context
+def digest(ctx: click.Context, email: str, at: str | None) -> None:
+    """Print the daily digest a person would get (nothing is sent)."""
+
+    def action(service: Any) -> None:
+        rendered = service.desk.digest_preview(email, _moment(at, service))
+        if rendered is None:
+            click.echo(f"mailflow: no digest for {email} (unknown, or nothing to report)", err=True)
+            sys.exit(EXIT_ERROR)
+        click.echo(f"Subject: {rendered.subject}\n\n{rendered.text}")
 
     _with_service(ctx, action)
 

@@ -130,6 +130,11 @@ listen = "127.0.0.1:2525"
 # LMTP listener (Postfix lmtp:, Dovecot). "" turns it off.
 listen = ""
 
+[schedule]
+# Daily digests go out at this local time (desk time zone) on business days; reminders
+# and overdue notices are sent within rules.yaml's working hours.
+digest_time = "08:00"
+
 [database]
 # Absent: SQLite in data/mailflow.db. PostgreSQL lets several daemons share the work.
 # url = "postgresql://mailflow:password@db.secretary.example/mailflow"

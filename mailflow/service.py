@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,9 +141,15 @@ class Service:
         sd_notify("READY=1\nSTATUS=processing mail")
         log.info("mailflow running in %s", self.home)
         try:
+            next_tick = 0.0
             while not self._stop.is_set():
                 self._wake.clear()
                 self.run_once()
+                if time.monotonic() >= next_tick:
+                    # Scheduled work is planned at most once a minute; its keys make a
+                    # second run within the minute harmless anyway.
+                    self._tick()
+                    next_tick = time.monotonic() + 60
                 sd_notify("WATCHDOG=1")
                 self._wake.wait(min(poll_seconds, watchdog or poll_seconds))
         finally:
@@ -152,6 +159,13 @@ class Service:
             self.imap.join(timeout=10)
             self.store.close()
             log.info("mailflow stopped")
+
+    def _tick(self) -> None:
+        try:
+            self.desk.tick()
+            self.sender.flush()
+        except Exception:  # noqa: BLE001 - a failing schedule must not stop the mail
+            log.exception("scheduled work failed; trying again in a minute")
 
     def stop(self) -> None:
         self._stop.set()

@@ -12,6 +12,7 @@ import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import time as dt_time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,7 +28,7 @@ SMTP_SCHEMES = ("smtp", "smtps", "smtp+starttls")
 DEFAULT_SMTP_LISTEN = "127.0.0.1:2525"
 DEFAULT_MAX_MESSAGE_BYTES = 25_000_000
 
-_SECTIONS = ("desk", "security", "outbound", "inbound", "database", "imap")
+_SECTIONS = ("desk", "security", "outbound", "inbound", "database", "imap", "schedule")
 _DESK_KEYS = ("address", "name", "timezone", "language")
 _SECURITY_KEYS = ("trusted_authserv_ids", "secret_file")
 _INBOUND_KEYS = ("max_message_size", "smtp", "lmtp")
@@ -131,6 +132,8 @@ class Settings:
     database_url: str | None
     imap: tuple[ImapSettings, ...]
     secret_file: Path
+    # Local time (desk time zone) when the daily digests go out.
+    digest_time: dt_time = dt_time(8, 0)
 
     @property
     def data_dir(self) -> Path:
@@ -457,6 +460,16 @@ def _read_inbound(root: _Table) -> tuple[int, tuple[str, int] | None, tuple[str,
     return size or DEFAULT_MAX_MESSAGE_BYTES, smtp, lmtp
 
 
+def _read_schedule(root: _Table) -> dt_time:
+    schedule = root.table("schedule", ("digest_time",))
+    value = schedule.text("digest_time", "08:00")
+    match = re.fullmatch(r"(\d{1,2}):(\d{2})", value.strip())
+    if match and int(match.group(1)) < 24 and int(match.group(2)) < 60:
+        return dt_time(int(match.group(1)), int(match.group(2)))
+    schedule.report("digest_time", f"'{value}' is not a time of day", 'write it as "08:30"')
+    return dt_time(8, 0)
+
+
 def _read_database(root: _Table) -> str | None:
     database = root.table("database", ("url",))
     url = database.text("url", "")
@@ -623,6 +636,7 @@ def settings_from_text(home: Path, source: str) -> Settings:
         database_url=_read_database(root),
         imap=_read_imaps(root, home),
         secret_file=secret_file,
+        digest_time=_read_schedule(root),
     )
     if checker.problems:
         raise ConfigError(sorted(checker.problems, key=lambda problem: problem.line or 0))

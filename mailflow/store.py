@@ -172,6 +172,14 @@ class TimeEntry(BaseModel):
     at = pw.DateTimeField(index=True)
 
 
+class ScheduledRun(BaseModel):
+    """Scheduled work already done (reminder, digest…), by idempotency key: a tick that
+    runs twice, or after a restart, or on a second daemon, does nothing twice."""
+
+    key = pw.CharField(primary_key=True, max_length=255)
+    at = pw.DateTimeField(index=True)
+
+
 class Suppression(BaseModel):
     """An automatic mail we chose not to send, and why (loops, rate limits)."""
 
@@ -195,6 +203,7 @@ MODELS: tuple[type[pw.Model], ...] = (
     OutboxItem,
     Suppression,
     TimeEntry,
+    ScheduledRun,
 )
 
 
@@ -221,6 +230,7 @@ MIGRATIONS: tuple[tuple[str, Any], ...] = (
     ("0001_initial", lambda database: database.create_tables(MODELS, safe=True)),
     ("0002_automatic_mail_limits", _add_automatic_and_suppressions),
     ("0003_request_data_and_time", _add_request_data_and_time),
+    ("0004_scheduled_runs", lambda database: database.create_tables([ScheduledRun], safe=True)),
 )
 
 
@@ -598,29 +608,52 @@ class Store:
         )
         return float(total or 0.0)
 
+    def open_request_rows(self) -> list[dict[str, Any]]:
+        """Every open request as ``request_row`` gives it (for the scheduler)."""
+        open_states = [state.value for state in OPEN_STATES]
+        query = Request.select().where(Request.state.in_(open_states)).order_by(Request.id)
+        return [_request_row(row) for row in query if row.ref]
+
+    def state_since(self, refs: Iterable[str]) -> dict[str, datetime]:
+        """When each request entered its current state (its latest event that moved it)."""
+        since: dict[str, datetime] = {}
+        wanted = list(refs)
+        if not wanted:
+            return since
+        query = (
+            Event.select(Request.ref, Request.state, Event.to_state, Event.at)
+            .join(Request)
+            .where(Request.ref.in_(wanted) & (Event.to_state == Request.state))
+            .order_by(Event.id)
+            .dicts()
+        )
+        rows: Iterable[dict[str, Any]] = iter(query)  # type: ignore[assignment]  # .dicts()
+        for row in rows:
+            moment = _aware(row["at"])
+            if moment is not None:
+                since[str(row["ref"])] = moment
+        return since
+
+    def scheduled_keys(self, since: datetime) -> set[str]:
+        """Keys run since ``since``, plus every month marker (they never repeat)."""
+        query = ScheduledRun.select(ScheduledRun.key).where(
+            (ScheduledRun.at >= _naive(since)) | ScheduledRun.key.startswith("month:")
+        )
+        return {row.key for row in query}
+
+    def claim_scheduled(self, key: str) -> bool:
+        """Inside a transaction: record ``key``; False when it was already done."""
+        if ScheduledRun.get_or_none(ScheduledRun.key == key) is not None:
+            return False
+        inserted = ScheduledRun.insert(key=key, at=_naive(utcnow())).on_conflict_ignore().execute()
+        # SQLite holds the write lock (IMMEDIATE), so the look-up above decided; on
+        # PostgreSQL a concurrent daemon may have won, and then nothing was returned.
+        return self.is_sqlite or inserted is not None
+
     def request_row(self, ref: str) -> dict[str, Any] | None:
         """Everything the workflow reads about one request (plain values)."""
         row = Request.get_or_none(Request.ref == ref)
-        if row is None:
-            return None
-        return {
-            "ref": row.ref,
-            "state": row.state,
-            "model": row.model,
-            "client": row.client,
-            "director": row.director,
-            "assignee": row.assignee,
-            "subject": row.subject,
-            "text": row.text,
-            "language": row.language,
-            "due": _aware(row.due),
-            "skills": tuple(json.loads(row.skills)),
-            "priority": row.priority,
-            "revision_count": row.revision_count,
-            "hours_estimate": row.hours_estimate,
-            "hours_spent": row.hours_spent,
-            "data": json.loads(row.data or "{}"),
-        }
+        return None if row is None else _request_row(row)
 
     def _request(self, ref: str) -> Request:
         row = Request.get_or_none(Request.ref == ref)
@@ -932,6 +965,27 @@ class Store:
             "events": Event.select().count(),
             "outbox": OutboxItem.select().count(),
         }
+
+
+def _request_row(row: Request) -> dict[str, Any]:
+    return {
+        "ref": row.ref,
+        "state": row.state,
+        "model": row.model,
+        "client": row.client,
+        "director": row.director,
+        "assignee": row.assignee,
+        "subject": row.subject,
+        "text": row.text,
+        "language": row.language,
+        "due": _aware(row.due),
+        "skills": tuple(json.loads(row.skills)),
+        "priority": row.priority,
+        "revision_count": row.revision_count,
+        "hours_estimate": row.hours_estimate,
+        "hours_spent": row.hours_spent,
+        "data": json.loads(row.data or "{}"),
+    }
 
 
 def _empty_load() -> dict[str, Any]:

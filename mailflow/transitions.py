@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from mailflow.digest import client_contact
 from mailflow.directory import Client, Directory
 from mailflow.model import (
     OPEN_STATES,
@@ -27,6 +28,7 @@ from mailflow.model import (
     ServiceModel,
     State,
 )
+from mailflow.schedule import request_context
 from mailflow.situation import RequestView, Situation
 
 S = State
@@ -263,45 +265,10 @@ class Step:
     # -- notices --------------------------------------------------------------------------
 
     def context(self) -> dict[str, Any]:
-        view = self.view
-        member = self.directory.members.get(view.assignee) if view.assignee else None
-        director = self.directory.directors.get(view.director) if view.director else None
-        contact = self.contact()
-        return {
-            "request": {
-                "subject": view.subject,
-                "text": view.text,
-                "due": view.due.astimezone(self.situation.tz).isoformat() if view.due else None,
-                "skills": list(view.skills),
-                "priority": view.priority,
-                "model": view.model.value,
-                "format": view.data.get("format"),
-                "state": view.state.value,
-                "revision_count": view.revision_count,
-                "hours_estimate": view.hours_estimate,
-                "hours_spent": view.hours_spent,
-                "notes": "\n".join(view.data.get("notes", [])) or None,
-                "attachments": [
-                    {"filename": f["filename"], "size": f.get("size", 0)}
-                    for f in view.data.get("files", [])
-                ],
-            },
-            "client": {
-                "id": self.client.id,
-                "company": self.client.company,
-                "contact_name": contact.name,
-                "contact_email": contact.email,
-            },
-            "member": {"id": member.id, "name": member.name} if member else None,
-            "director": {"id": director.id, "name": director.name} if director else None,
-        }
+        return request_context(self.view, self.directory, self.situation.tz)
 
     def contact(self) -> Address:
-        stored = self.view.data.get("contact") or {}
-        if stored.get("email"):
-            return Address(stored["email"], stored.get("name", ""))
-        first = self.client.contacts[0] if self.client.contacts else ""
-        return Address(first if "@" in first and not first.startswith("@") else "", "")
+        return client_contact(self.view, self.client) or Address("")
 
     def notify_client(self, kind: str, files: tuple[FileRef, ...] = (), **extra: Any) -> None:
         contact = self.contact()

@@ -115,6 +115,17 @@ def any_home(home: Path, database_url: str) -> Path:
     return home
 
 
+# -- a private Dovecot (tests/dovecot.py) -----------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[Any]:
+    """One private Dovecot for the session; each test adds its own user."""
+    from dovecot import dovecot_session
+
+    yield from dovecot_session()
+
+
 # -- a real SMTP relay ------------------------------------------------------------------
 
 

@@ -195,3 +195,21 @@ def test_every_command_has_help(command: list[str]) -> None:
     assert "Usage:" in result.output
     summary = result.output.split("\n\n")[1].strip()
     assert len(summary) > 10, f"{command} needs a help text"
+
+
+def test_requests_show_tells_the_whole_story(home: Path, tmp_path: Path) -> None:
+    invoke(home, "ingest", _write(tmp_path, "a.eml", client_mail()))
+    code, output = invoke(home, "requests", "show", "MF-0001")
+    assert code == 0
+    for part in (
+        "MF-0001  競合調査のお願い",
+        "state           new",
+        "hours           0 spent",
+        "files:",
+        "events:",
+        "yamada@acme.example created",
+        "decision:",
+        "rule default → director",
+        "messages:",
+    ):
+        assert part in output, part

@@ -130,16 +130,18 @@ def test_the_daemon_answers_smtp_within_two_seconds(home: Path) -> None:
         with smtplib.SMTP("127.0.0.1", port) as client:
             client.sendmail("yamada@acme.example", ["desk@secretary.example"], client_mail())
         sent_dir = home / "data" / "sent" / "new"
-        while time.monotonic() - started < 2.0 and len(_files(sent_dir)) < 2:
+        while time.monotonic() - started < 2.0 and not _confirmations(sent_dir):
             time.sleep(0.02)
         elapsed = time.monotonic() - started
-        assert len(_files(sent_dir)) == 2, f"no confirmation after {elapsed:.2f}s"
-        assert any(
-            b"[MF-0001]" in f.read_bytes() or b"MF-0001" in f.read_bytes() for f in _files(sent_dir)
-        )
+        assert _confirmations(sent_dir), f"no confirmation after {elapsed:.2f}s"
     finally:
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(timeout=10) == 0
+
+
+def _confirmations(directory: Path) -> list[Path]:
+    """Sent mail about MF-0001 (digests of the first tick may lie there too)."""
+    return [path for path in _files(directory) if b"MF-0001" in path.read_bytes()]
 
 
 def _files(directory: Path) -> list[Path]:

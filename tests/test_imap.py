@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dovecot import LEGACY_HOST, UIDPLUS_HOST, Dovecot, dovecot_session
+from dovecot import LEGACY_HOST, UIDPLUS_HOST, Dovecot
 from mails import client_mail
 
 from mailflow.errors import StoreError
@@ -26,11 +26,6 @@ pytestmark = pytest.mark.imap
 
 PROCESSED = "mailflow.processed"  # "mailflow/processed" with Dovecot's "." delimiter
 FAST = Tuning(timeout=5, idle_slice=0.2, recheck=30, backoff_start=0.1, backoff_max=0.4)
-
-
-@pytest.fixture(scope="session")
-def dovecot() -> Iterator[Dovecot]:
-    yield from dovecot_session()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from textwrap import dedent
 import pytest
 
 from mailflow.errors import ConfigError
-from mailflow.settings import TomlLines, load_settings, read_secret
+from mailflow.settings import TomlLines, load_settings, read_secret, settings_from_text
 
 DESIGN_TOML = """\
 [desk]
@@ -128,7 +128,7 @@ def test_unknown_section_and_key(tmp_path: Path) -> None:
         "mailflow.toml:3: desk.adress: unknown key — fix: remove it or check the spelling; "
         "known keys: address, name, timezone, language",
         "mailflow.toml:4: outbund: unknown section — fix: remove it or check the spelling; "
-        "known keys: desk, security, outbound, inbound, database, imap",
+        "known keys: desk, security, outbound, inbound, database, imap, schedule",
     ]
 
 
@@ -337,3 +337,14 @@ def test_imap_oauth2_mistakes(tmp_path: Path) -> None:
         "mailflow.toml:11: imap[0].oauth2_client_secret_file: both oauth2_client_secret and "
         "oauth2_client_secret_file are set — fix: keep only one of them",
     ]
+
+
+def test_digest_time_is_read_and_checked(tmp_path: Path) -> None:
+    base = '[desk]\naddress = "desk@secretary.example"\n'
+    settings = settings_from_text(tmp_path, base + '[schedule]\ndigest_time = "07:45"\n')
+    assert settings.digest_time.hour == 7 and settings.digest_time.minute == 45
+    with pytest.raises(ConfigError) as caught:
+        settings_from_text(tmp_path, base + '[schedule]\ndigest_time = "25:00"\n')
+    assert "mailflow.toml:4: schedule.digest_time: '25:00' is not a time of day" in str(
+        caught.value
+    )
