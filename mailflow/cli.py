@@ -396,6 +396,17 @@ def digest(ctx: click.Context, email: str, at: str | None) -> None:
     _with_service(ctx, action)
 
 
+@main.command()
+def demo() -> None:
+    """Play a scripted conversation of both service models on a temporary instance."""
+    from mailflow.demo import run_demo
+
+    with _errors():
+        closed = run_demo(click.echo)
+    if closed != 2:
+        sys.exit(EXIT_ERROR)
+
+
 @main.group()
 def outbox() -> None:
     """Outgoing mail: list it or send what is due."""

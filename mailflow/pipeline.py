@@ -8,12 +8,13 @@ quarantined with its reason; the others go on.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import threading
 import time
 import traceback
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -46,6 +47,15 @@ from mailflow.workflow import delivery_failed, plan
 log = logging.getLogger("mailflow")
 
 Clock = Callable[[], datetime]
+# One outgoing mail, rendered and composed, waiting to be written to the outbox.
+Letter = tuple[Notice, OutboxDraft]
+# The ref of the mail's request (reserved when new) and its outgoing mails.
+Prepared = tuple[str | None, list[Letter]]
+
+# Mails processed per SQLite transaction (see process_pending).
+COMMIT_EVERY = 50
+# A backlog this large is shared among worker processes (see process_pending).
+WORKERS_FROM = 200
 
 
 @dataclass(frozen=True)
@@ -76,6 +86,7 @@ class Desk:
 
     def configure(self, config: Config) -> None:
         """Take a (re)loaded configuration: people, rules and what is derived from them."""
+        self._loads: tuple[datetime, dict[str, MemberLoad]] | None = None
         self.config = config
         self.calendar = BusinessCalendar.from_defaults(config.rules.defaults)
         self.rate_windows = tuple(
@@ -90,16 +101,44 @@ class Desk:
     # -- the loop body ------------------------------------------------------------------
 
     def process_pending(
-        self, limit: int = 500, *, stop: threading.Event | None = None
+        self, limit: int = 500, *, stop: threading.Event | None = None, workers: int = 1
     ) -> list[Processed]:
         """Process accepted mail until none is left; a set ``stop`` ends the round after
-        the message in hand (SIGTERM during a backlog stops within one message)."""
+        the message in hand (SIGTERM during a backlog stops within one message).
+
+        With ``workers`` > 1 a large SQLite backlog is shared among that many processes
+        (only from a process without threads: `ingest`, `run --once`).
+        """
         stop = stop or threading.Event()
+        self._loads = None  # another daemon or a person may have assigned since
         if not self.store.is_sqlite:
             return self._process_locked(stop)
+        if workers > 1 and self.store.count_pending() >= WORKERS_FROM:
+            return self._process_in_workers(workers, stop)
         done: list[Processed] = []
         while not stop.is_set():
             batch = self.store.pending(limit)
+            if not batch:
+                return done
+            for start in range(0, len(batch), COMMIT_EVERY):
+                # One SQLite transaction per few dozen mails (each in its own savepoint,
+                # so one failing mail rolls back alone): commits, not parsing, would
+                # otherwise set the pace.
+                with self.store.transaction():
+                    for item in batch[start : start + COMMIT_EVERY]:
+                        if stop.is_set():
+                            break
+                        result = self.process(item)
+                        if result is not None:
+                            done.append(result)
+        return done
+
+    def _process_share(self, share: tuple[int, int], stop: threading.Event) -> list[Processed]:
+        """One worker's part of a backlog, a short transaction per mail: rendering happens
+        before it (see _process), so the other workers write while this one prepares."""
+        done: list[Processed] = []
+        while not stop.is_set():
+            batch = self.store.pending(share=share)
             if not batch:
                 return done
             for item in batch:
@@ -109,6 +148,37 @@ class Desk:
                 if result is not None:
                     done.append(result)
         return done
+
+    def _process_in_workers(self, workers: int, stop: threading.Event) -> list[Processed]:
+        """Fork ``workers - 1`` processes; each takes the rows of its id modulo ``workers``
+        and sends back what it did. Exactly-once still rests on the conditional claim."""
+        context = multiprocessing.get_context("fork")
+        self.store.close()  # a SQLite connection must not cross a fork
+        children = []
+        for part in range(1, workers):
+            receiver, sender = context.Pipe(duplex=False)
+            child = context.Process(
+                target=self._worker, args=(sender, (part, workers), stop), daemon=True
+            )
+            child.start()
+            sender.close()
+            children.append((child, receiver))
+        done = self._process_share((0, workers), stop)
+        for child, receiver in children:
+            try:
+                done += receiver.recv()
+            except EOFError:
+                log.error("worker %s ended without a report", child.pid)
+            child.join()
+        # Whatever a dead worker left accepted is still there: take it now.
+        return done + self._process_share((0, 1), stop)
+
+    def _worker(self, report: Any, share: tuple[int, int], stop: threading.Event) -> None:
+        try:
+            report.send(self._process_share(share, stop))
+        finally:
+            report.close()
+            self.store.close()
 
     def _process_locked(self, stop: threading.Event) -> list[Processed]:
         """PostgreSQL: each message inside a transaction that holds its row lock, so that
@@ -155,7 +225,10 @@ class Desk:
         mail = parse_mail(header_block(raw) if oversized else raw)
         situation = self.situate(mail, oversized=oversized)
         outcome = plan(situation)
-        return self.commit(item.inbox_id, mail, situation, outcome)
+        # Mails are rendered before the write transaction, which then only writes rows:
+        # several workers can prepare in parallel while one writes (process_pending).
+        prepared = self.prepare(outcome, mail)
+        return self.commit(item.inbox_id, mail, situation, outcome, prepared)
 
     # -- pure steps, also used by `mailflow explain` --------------------------------------
 
@@ -212,12 +285,18 @@ class Desk:
         return self.store.hours_used(client, start, end)
 
     def _workload(self, now: datetime) -> dict[str, MemberLoad]:
-        """Each member's open work and this week's assignments, for choosing a member."""
+        """Each member's open work and this week's assignments, for choosing a member.
+
+        Counting them reads every open request, so the answer is kept until something
+        assigns a member (``carry_out`` forgets it) or the week changes.
+        """
         local = now.astimezone(self.config.settings.tz)
         week_start = (local - timedelta(days=local.weekday())).replace(
             hour=0, minute=0, second=0, microsecond=0
         )
-        return {
+        if self._loads is not None and self._loads[0] == week_start:
+            return self._loads[1]
+        loads = {
             member: MemberLoad.of(
                 counts["estimates"],
                 assigned_this_week=counts["assigned_this_week"],
@@ -225,6 +304,8 @@ class Desk:
             )
             for member, counts in self.store.member_workload(week_start).items()
         }
+        self._loads = (week_start, loads)
+        return loads
 
     def _bounced_outbox(self, mail: ParsedMail) -> dict[str, Any] | None:
         """The outbox row a bounce answers, found by the Message-ID it returns."""
@@ -269,13 +350,20 @@ class Desk:
     # -- commit -------------------------------------------------------------------------
 
     def commit(
-        self, inbox_id: int, mail: ParsedMail, situation: Situation, outcome: Outcome
+        self,
+        inbox_id: int,
+        mail: ParsedMail,
+        situation: Situation,
+        outcome: Outcome,
+        prepared: Prepared | None = None,
     ) -> Processed:
         # Files of a refused (spoofed) or automatic mail never join a request.
         trusted = situation.classification is Classification.HUMAN and not outcome.hold_reason
         with self.store.transaction():
             self.store.claim(inbox_id)
-            ref = self.carry_out(outcome, mail=mail, inbox_id=inbox_id, keep_files=trusted)
+            ref = self.carry_out(
+                outcome, mail=mail, inbox_id=inbox_id, keep_files=trusted, prepared=prepared
+            )
             state = "held" if outcome.hold_reason else "done"
             note = outcome.hold_reason or outcome.note
             self.store.finish(
@@ -296,12 +384,15 @@ class Desk:
         mail: ParsedMail | None = None,
         inbox_id: int | None = None,
         keep_files: bool = False,
+        prepared: Prepared | None = None,
     ) -> str | None:
         """Inside a transaction: write what an Outcome says. Mail and scheduled work
         (a synthetic event, with no mail) both come through here."""
-        ref = outcome.request_ref
-        if outcome.new_request is not None:
-            ref = self.store.create_request(outcome.new_request, inbox_id, mfthreading.format_ref)
+        ref, letters = prepared or self.prepare(outcome, mail)
+        if _changes_load(outcome):
+            self._loads = None
+        if outcome.new_request is not None and ref is not None:
+            self.store.create_request(outcome.new_request, ref)
         if ref is not None:
             if mail is not None:
                 self.store.link_message(ref, "in", mail.message_id, inbox_id=inbox_id)
@@ -312,9 +403,16 @@ class Desk:
             self.store.update_request(ref, dict(outcome.changes))
             for member, hours in outcome.hours:
                 self.store.log_hours(ref, member, hours)
-        for notice in outcome.notices:
-            self._queue(notice, ref, inbox_id, mail)
+        for letter in letters:
+            self._post(letter, inbox_id, mail)
         return ref
+
+    def prepare(self, outcome: Outcome, mail: ParsedMail | None) -> Prepared:
+        """The ref (reserved for a new request) and every outgoing mail, rendered."""
+        ref = outcome.request_ref
+        if outcome.new_request is not None:
+            ref = self.store.reserve_ref(mfthreading.format_ref)
+        return ref, [self._letter(notice, ref, mail) for notice in outcome.notices]
 
     # -- scheduled work (DESIGN §2: synthetic events, same plan → commit → send path) --
 
@@ -440,8 +538,12 @@ class Desk:
         earlier = self.store.automatic_mail_times(recipient, now - ratelimit.longest(windows))
         return ratelimit.over_limit(earlier, now, windows)
 
-    def _stored(self, file: FileRef) -> Attachment:
-        """A stored file made attachable again (a delivery's files, by sha256)."""
+    def _stored(self, file: FileRef, mail: ParsedMail | None) -> Attachment:
+        """A file made attachable: from the mail in hand (a delivery is reviewed in the
+        same breath as it arrives), else from the file store, by sha256."""
+        for attachment in mail.attachments if mail is not None else ():
+            if attachment.sha256 == file.sha256:
+                return attachment
         return Attachment(
             filename=file.filename,
             safe_name=safe_name(file.filename),
@@ -449,15 +551,8 @@ class Desk:
             payload=self.store.files.get(file.sha256),
         )
 
-    def _queue(
-        self, notice: Notice, ref: str | None, inbox_id: int | None, mail: ParsedMail | None
-    ) -> None:
-        """Render, compose and store one outgoing mail; its Message-ID is fixed here."""
-        suppressed = self._suppression(notice, mail)
-        if suppressed:
-            log.warning("suppressed %s to %s: %s", notice.kind, notice.to[0].email, suppressed)
-            self.store.suppress(notice.to[0].email, notice.kind, suppressed, ref, inbox_id)
-            return
+    def _letter(self, notice: Notice, ref: str | None, mail: ParsedMail | None) -> Letter:
+        """Render and compose one outgoing mail; its Message-ID is fixed here."""
         desk = self.config.settings.desk
         rendered = self.renderer.render(
             notice, ref=ref, desk_name=desk.name, desk_address=desk.address
@@ -471,7 +566,7 @@ class Desk:
         )
         replying_to = (mail.message_id or None) if mail is not None else None
         references = (*mail.references, mail.message_id) if mail is not None else ()
-        attachments = notice.attachments + tuple(self._stored(f) for f in notice.files)
+        attachments = notice.attachments + tuple(self._stored(f, mail) for f in notice.files)
         raw = compose(
             rendered,
             sender=Address(desk.address, desk.name),
@@ -485,22 +580,43 @@ class Desk:
             automatic=notice.automatic,
             attachments=attachments,
         )
-        self.store.add_outbox(
-            OutboxDraft(
-                kind=notice.kind,
-                request_ref=ref,
-                recipients=tuple(a.email for a in notice.to),
-                cc=tuple(a.email for a in notice.cc),
-                subject=rendered.subject,
-                body_text=rendered.text,
-                reply_to=reply_to,
-                message_id=message_id,
-                raw=raw,
-                attachments=tuple(a.filename for a in attachments),
-                inbox_id=inbox_id,
-                automatic=notice.automatic,
-            )
+        draft = OutboxDraft(
+            kind=notice.kind,
+            request_ref=ref,
+            recipients=tuple(a.email for a in notice.to),
+            cc=tuple(a.email for a in notice.cc),
+            subject=rendered.subject,
+            body_text=rendered.text,
+            reply_to=reply_to,
+            message_id=message_id,
+            raw=raw,
+            attachments=tuple(a.filename for a in attachments),
+            inbox_id=None,
+            automatic=notice.automatic,
         )
+        return notice, draft
+
+    def _post(self, letter: Letter, inbox_id: int | None, mail: ParsedMail | None) -> None:
+        """Store one prepared mail in the outbox, unless the limits hold it back."""
+        notice, draft = letter
+        suppressed = self._suppression(notice, mail)
+        if suppressed:
+            log.info("suppressed %s to %s: %s", notice.kind, notice.to[0].email, suppressed)
+            self.store.suppress(
+                notice.to[0].email, notice.kind, suppressed, draft.request_ref, inbox_id
+            )
+            return
+        self.store.add_outbox(replace(draft, inbox_id=inbox_id))
+
+
+def _changes_load(outcome: Outcome) -> bool:
+    """Whether an outcome changes who works on what (then member loads are recounted)."""
+    return (
+        "assignee" in outcome.changes
+        or "state" in outcome.changes
+        or (outcome.new_request is not None and outcome.new_request.assignee is not None)
+        or any(event.kind == "assigned" for event in outcome.events)
+    )
 
 
 def header_block(raw: bytes) -> bytes:

@@ -113,7 +113,9 @@ class Service:
         """Process what was accepted and send what is due; with ``drain_mailboxes``, first
         fetch every IMAP mailbox (each on its own: one failing does not stop the others)."""
         mailboxes = self.imap.drain_all(self.store.accept_many) if drain_mailboxes else {}
-        processed = self.desk.process_pending(stop=self._stop)
+        # A one-shot drain has no listener threads, so a backlog may use worker processes.
+        workers = backlog_workers() if drain_mailboxes else 1
+        processed = self.desk.process_pending(stop=self._stop, workers=workers)
         return RoundReport(processed, self.sender.flush(), mailboxes)
 
     def ingest(self, paths: Iterable[str], stdin: BinaryIO | None = None) -> list[Accepted]:
@@ -128,7 +130,7 @@ class Service:
                     batch = []
         if batch:
             accepted += self.store.accept_many(batch)
-        self.desk.process_pending()
+        self.desk.process_pending(workers=backlog_workers())
         return accepted
 
     # -- the daemon -----------------------------------------------------------------------
@@ -248,3 +250,8 @@ def watchdog_interval() -> float | None:
     if not value or not value.isdigit():
         return None
     return int(value) / 2_000_000
+
+
+def backlog_workers() -> int:
+    """Processes for a large backlog: one per core, at most four."""
+    return max(1, min(4, os.cpu_count() or 1))

@@ -159,6 +159,8 @@ class OutboxItem(BaseModel):
     # Notices written by the desk on its own (not relayed words of a person) count
     # against the per-recipient limits on automatic mail.
     automatic = pw.BooleanField(default=True)
+    # The first recipient, indexed: the per-recipient limits look mail up by it.
+    recipient = pw.CharField(default="", index=True)
 
 
 class TimeEntry(BaseModel):
@@ -170,6 +172,15 @@ class TimeEntry(BaseModel):
     member = pw.CharField()
     hours = pw.FloatField()
     at = pw.DateTimeField(index=True)
+
+
+class RefCounter(BaseModel):
+    """The last request number handed out. Refs are reserved before a request is written
+    (its mails are rendered with the ref outside the write transaction), so a number is
+    never reused — a message that fails after reserving leaves a gap, never a clash."""
+
+    name = pw.CharField(primary_key=True)
+    value = pw.IntegerField(default=0)
 
 
 class ScheduledRun(BaseModel):
@@ -192,6 +203,23 @@ class Suppression(BaseModel):
     inbox_id = pw.IntegerField(null=True)
 
 
+# The fields a workflow change may set (the names go into SQL, so they are checked).
+_REQUEST_COLUMNS = frozenset(
+    {
+        "state",
+        "director",
+        "assignee",
+        "subject",
+        "due",
+        "skills",
+        "priority",
+        "revision_count",
+        "hours_estimate",
+        "hours_spent",
+        "data",
+    }
+)
+
 MODELS: tuple[type[pw.Model], ...] = (
     Migration,
     Person,
@@ -204,6 +232,7 @@ MODELS: tuple[type[pw.Model], ...] = (
     Suppression,
     TimeEntry,
     ScheduledRun,
+    RefCounter,
 )
 
 
@@ -223,6 +252,26 @@ def _add_request_data_and_time(database: pw.Database) -> None:
     database.create_tables([TimeEntry], safe=True)
 
 
+def _add_outbox_recipient(database: pw.Database) -> None:
+    columns = {column.name for column in database.get_columns("outbox_item")}
+    if "recipient" in columns:
+        return
+    migrator = SchemaMigrator.from_database(database)
+    migrate(
+        migrator.add_column("outbox_item", "recipient", OutboxItem.recipient),
+        migrator.add_index("outbox_item", ("recipient",), False),
+    )
+    for row in OutboxItem.select(OutboxItem.id, OutboxItem.recipients):
+        first = (json.loads(row.recipients) or [""])[0]
+        OutboxItem.update(recipient=first).where(OutboxItem.id == row.id).execute()
+
+
+def _add_ref_counter(database: pw.Database) -> None:
+    database.create_tables([RefCounter], safe=True)
+    highest = Request.select(pw.fn.MAX(Request.id)).scalar() or 0
+    RefCounter.insert(name="request", value=highest).on_conflict_ignore().execute()
+
+
 # Each migration is a name and a function of the database; applied once, in order, and
 # recorded in the ledger. Each is harmless on a schema that already has its change: the
 # first creates today's tables on a fresh database.
@@ -231,6 +280,8 @@ MIGRATIONS: tuple[tuple[str, Any], ...] = (
     ("0002_automatic_mail_limits", _add_automatic_and_suppressions),
     ("0003_request_data_and_time", _add_request_data_and_time),
     ("0004_scheduled_runs", lambda database: database.create_tables([ScheduledRun], safe=True)),
+    ("0005_outbox_recipient", lambda database: _add_outbox_recipient(database)),
+    ("0006_ref_counter", lambda database: _add_ref_counter(database)),
 )
 
 
@@ -271,20 +322,50 @@ class BlobStore:
         return self.root / sha256
 
     def put(self, sha256: str, data: bytes) -> Path:
+        """Store one file durably: its bytes and its name are on disk when this returns."""
+        target = self._write(sha256, data, sync=True)
+        self._sync_directory()
+        return target
+
+    def put_many(self, items: Sequence[tuple[str, bytes]]) -> None:
+        """Store a batch: written first, then made durable by one sync for all of them
+        (one fsync per file would cost more than processing the mail)."""
+        for sha256, data in items:
+            self._write(sha256, data, sync=False)
+        try:
+            os.sync()
+        except OSError as exc:  # pragma: no cover - sync(2) does not fail on Linux
+            raise StoreError(f"cannot sync {self.root}: {exc}") from exc
+
+    def _write(self, sha256: str, data: bytes, *, sync: bool) -> Path:
         target = self.path(sha256)
         if target.exists():
             return target
+        temporary = self.root / f".{sha256}.{uuid.uuid4().hex}.tmp"
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            temporary = self.root / f".{sha256}.{uuid.uuid4().hex}.tmp"
             with open(temporary, "wb") as handle:
                 handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
+                if sync:
+                    handle.flush()
+                    os.fsync(handle.fileno())
             os.replace(temporary, target)
         except OSError as exc:
+            temporary.unlink(missing_ok=True)
             raise StoreError(f"cannot store {target}: {exc.strerror or exc}") from exc
         return target
+
+    def _sync_directory(self) -> None:
+        """The rename is durable only once the directory is (after a crash, the inbox row
+        must never point at a file that is not there)."""
+        try:
+            descriptor = os.open(self.root, os.O_RDONLY)
+        except OSError as exc:
+            raise StoreError(f"cannot open {self.root}: {exc.strerror or exc}") from exc
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
 
     def get(self, sha256: str) -> bytes:
         return self.path(sha256).read_bytes()
@@ -383,6 +464,36 @@ class Store:
         self.raw = BlobStore(data_dir / "raw")
         self.files = BlobStore(data_dir / "files")
         self.is_sqlite = isinstance(self.database, pw.SqliteDatabase)
+        self._ids: dict[str, int] = {}
+        self._sql: dict[str, str] = {}
+
+    # -- plain SQL for the per-mail writes -------------------------------------------------
+    #
+    # Processing one mail writes a dozen rows; building each statement through the ORM
+    # cost more than parsing the mail (bench/ingest.py), so these few are prepared once.
+
+    def _execute(self, sql: str, params: Sequence[Any]) -> Any:
+        statement = self._sql.get(sql)
+        if statement is None:
+            statement = self._sql[sql] = sql.replace("?", self.database.param)
+        return self.database.execute_sql(statement, tuple(params))  # type: ignore[no-untyped-call]
+
+    def _insert(self, table: str, values: dict[str, Any]) -> int:
+        """INSERT one row and return its id."""
+        columns = ", ".join(values)
+        marks = ", ".join("?" for _ in values)
+        sql = f"INSERT INTO {table} ({columns}) VALUES ({marks})"
+        if not self.is_sqlite:
+            sql += " RETURNING id"
+        cursor = self._execute(sql, list(values.values()))
+        return int(cursor.lastrowid if self.is_sqlite else cursor.fetchone()[0])
+
+    def _when(self, moment: datetime | None) -> Any:
+        """A datetime as peewee stores it: naive UTC (SQLite keeps it as ISO text)."""
+        naive = _naive(moment)
+        if naive is None or not self.is_sqlite:
+            return naive
+        return naive.isoformat(" ")
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -432,17 +543,20 @@ class Store:
 
     def accept_many(self, messages: Sequence[tuple[bytes, str, str]]) -> list[Accepted]:
         """Accept a batch in one transaction (ingest and IMAP drains commit per batch)."""
-        keyed = []
-        for raw, source, source_ref in messages:
-            sha = self._sha256(raw)
-            self.raw.put(sha, raw)
-            keyed.append((header_message_id(raw), sha, len(raw), source, source_ref))
-        now = _naive(utcnow())
-        results = []
+        keyed = [
+            (header_message_id(raw), self._sha256(raw), raw, source, source_ref)
+            for raw, source, source_ref in messages
+        ]
+        if len(keyed) == 1:
+            self.raw.put(keyed[0][1], keyed[0][2])
+        else:
+            self.raw.put_many([(sha, raw) for _, sha, raw, _, _ in keyed])
+        now = self._when(utcnow())
         with self.transaction():
-            for message_id, sha, size, source, source_ref in keyed:
-                results.append(self._insert_inbox(message_id, sha, size, source, source_ref, now))
-        return results
+            return [
+                self._insert_inbox(message_id, sha, len(raw), source, source_ref, now)
+                for message_id, sha, raw, source, source_ref in keyed
+            ]
 
     @staticmethod
     def _sha256(raw: bytes) -> str:
@@ -451,31 +565,26 @@ class Store:
         return hashlib.sha256(raw).hexdigest()
 
     def _insert_inbox(
-        self, message_id: str, sha: str, size: int, source: str, ref: str, now: datetime | None
+        self, message_id: str, sha: str, size: int, source: str, ref: str, now: Any
     ) -> Accepted:
-        existing = InboxItem.get_or_none(
-            (InboxItem.message_id == message_id) & (InboxItem.sha256 == sha)
-        )
-        if existing is not None:
-            return Accepted(existing.id, duplicate=True)
         # Two processes (or two mailboxes) may accept the same mail at once: the unique
         # key decides, and the loser reports a duplicate instead of failing.
-        inserted = (
-            InboxItem.insert(
-                message_id=message_id,
-                sha256=sha,
-                size=size,
-                source=source,
-                source_ref=ref,
-                received_at=now,
-            )
-            .on_conflict_ignore()
-            .execute()
+        find = "SELECT id FROM inbox_item WHERE message_id = ? AND sha256 = ?"
+        existing = self._execute(find, (message_id, sha)).fetchone()
+        if existing is not None:
+            return Accepted(int(existing[0]), duplicate=True)
+        conflict = " ON CONFLICT DO NOTHING" + ("" if self.is_sqlite else " RETURNING id")
+        cursor = self._execute(
+            "INSERT INTO inbox_item (message_id, sha256, source, source_ref, size, received_at,"
+            " state, reason, classification, sender, subject, attempts)"
+            " VALUES (?, ?, ?, ?, ?, ?, 'accepted', '', '', '', '', 0)" + conflict,
+            (message_id, sha, source, ref, size, now),
         )
+        inserted = cursor.lastrowid if self.is_sqlite else (cursor.fetchone() or [None])[0]
         if inserted:
             return Accepted(int(inserted), duplicate=False)
-        winner = InboxItem.get((InboxItem.message_id == message_id) & (InboxItem.sha256 == sha))
-        return Accepted(winner.id, duplicate=True)
+        winner = self._execute(find, (message_id, sha)).fetchone()
+        return Accepted(int(winner[0]), duplicate=True)
 
     # -- process -------------------------------------------------------------------
 
@@ -492,22 +601,31 @@ class Store:
         row = query.first()
         return None if row is None else PendingItem(row.id, row.sha256, row.source, row.attempts)
 
-    def pending(self, limit: int = 500) -> list[PendingItem]:
+    def pending(self, limit: int = 500, *, share: tuple[int, int] = (0, 1)) -> list[PendingItem]:
+        """Accepted rows in order; ``share=(k, n)`` keeps those whose id is k modulo n
+        (the part of a backlog one of n workers takes)."""
+        part, parts = share
+        condition = InboxItem.state == "accepted"
+        if parts > 1:
+            condition &= (InboxItem.id % parts) == part
         query = (
             InboxItem.select(InboxItem.id, InboxItem.sha256, InboxItem.source, InboxItem.attempts)
-            .where(InboxItem.state == "accepted")
+            .where(condition)
             .order_by(InboxItem.id)
             .limit(limit)
         )
         return [PendingItem(row.id, row.sha256, row.source, row.attempts) for row in query]
 
+    def count_pending(self) -> int:
+        return int(InboxItem.select().where(InboxItem.state == "accepted").count())
+
     def claim(self, inbox_id: int) -> None:
         """Inside a transaction: take the row or raise AlreadyProcessed."""
-        taken = (
-            InboxItem.update(state="processing", attempts=InboxItem.attempts + 1)
-            .where((InboxItem.id == inbox_id) & (InboxItem.state == "accepted"))
-            .execute()
-        )
+        taken = self._execute(
+            "UPDATE inbox_item SET state = 'processing', attempts = attempts + 1"
+            " WHERE id = ? AND state = 'accepted'",
+            (inbox_id,),
+        ).rowcount
         if taken != 1:
             raise AlreadyProcessed(inbox_id)
 
@@ -522,15 +640,20 @@ class Store:
         subject: str = "",
         request_ref: str | None = None,
     ) -> None:
-        InboxItem.update(
-            state=state,
-            reason=reason[:2000],
-            classification=classification,
-            sender=sender[:500],
-            subject=subject[:500],
-            request_ref=request_ref,
-            processed_at=_naive(utcnow()),
-        ).where(InboxItem.id == inbox_id).execute()
+        self._execute(
+            "UPDATE inbox_item SET state = ?, reason = ?, classification = ?, sender = ?,"
+            " subject = ?, request_ref = ?, processed_at = ? WHERE id = ?",
+            (
+                state,
+                reason[:2000],
+                classification,
+                sender[:500],
+                subject[:500],
+                request_ref,
+                self._when(utcnow()),
+                inbox_id,
+            ),
+        )
 
     def quarantine(self, inbox_id: int, reason: str) -> None:
         """Record a failure in its own transaction: the failed one was rolled back."""
@@ -551,43 +674,64 @@ class Store:
             )
         return bool(count == 1)
 
-    def create_request(self, new: NewRequest, inbox_id: int | None, ref_of: Any) -> str:
-        """Insert a request and give it its ref (``ref_of(id)``) in the same transaction."""
-        now = _naive(utcnow())
-        row = Request.create(
-            client=new.client_id,
-            model=new.model.value,
-            state=new.state.value,
-            director=new.director,
-            assignee=new.assignee,
-            subject=new.subject,
-            text=new.text,
-            language=new.language,
-            due=_naive(new.due),
-            skills=json.dumps(list(new.skills)),
-            priority=new.priority,
-            decision=json.dumps(new.decision.as_dict(), ensure_ascii=False),
-            created_at=now,
-            updated_at=now,
+    def reserve_ref(self, ref_of: Any) -> str:
+        """The next request ref (``ref_of(number)``), reserved in its own short transaction."""
+        with self.transaction():
+            row = self._execute(
+                "UPDATE ref_counter SET value = value + 1 WHERE name = 'request' RETURNING value",
+                (),
+            ).fetchone()
+        return str(ref_of(int(row[0])))
+
+    def create_request(self, new: NewRequest, ref: str) -> str:
+        """Insert a request under a reserved ref."""
+        now = self._when(utcnow())
+        row_id = self._insert(
+            "request",
+            {
+                "ref": ref,
+                "client": new.client_id,
+                "model": new.model.value,
+                "state": new.state.value,
+                "director": new.director,
+                "assignee": new.assignee,
+                "subject": new.subject,
+                "text": new.text,
+                "language": new.language,
+                "due": self._when(new.due),
+                "skills": json.dumps(list(new.skills)),
+                "priority": new.priority,
+                "revision_count": 0,
+                "hours_spent": 0.0,
+                "data": "{}",
+                "decision": json.dumps(new.decision.as_dict(), ensure_ascii=False),
+                "created_at": now,
+                "updated_at": now,
+            },
         )
-        ref = str(ref_of(row.id))
-        Request.update(ref=ref).where(Request.id == row.id).execute()
+        self._ids[ref] = row_id
         return ref
 
     def update_request(self, ref: str, changes: dict[str, Any]) -> None:
         """Apply workflow changes; lists and dicts are stored as JSON, datetimes as UTC."""
         if not changes:
             return
-        values: dict[str, Any] = {"updated_at": _naive(utcnow())}
+        values: dict[str, Any] = {"updated_at": self._when(utcnow())}
         for key, value in changes.items():
+            if key not in _REQUEST_COLUMNS:
+                raise ValueError(f"not a request field: {key}")
             if key in {"skills", "data"}:
                 value = json.dumps(value, ensure_ascii=False, default=str)
             elif isinstance(value, datetime):
-                value = _naive(value)
+                value = self._when(value)
             elif isinstance(value, State):
                 value = value.value
             values[key] = value
-        Request.update(**values).where(Request.ref == ref).execute()
+        assignments = ", ".join(f"{key} = ?" for key in values)
+        self._execute(
+            f"UPDATE request SET {assignments} WHERE id = ?",
+            [*values.values(), self._request_id(ref)],
+        )
 
     def log_hours(self, ref: str, member: str, hours: float) -> None:
         request = self._request(ref)
@@ -661,16 +805,30 @@ class Store:
             raise ProcessingError(f"no request {ref}")
         return row
 
+    def _request_id(self, ref: str) -> int:
+        """The row id of a ref. Refs never change, so the answer is kept (it is asked for
+        every event, link and file a mail writes)."""
+        cached = self._ids.get(ref)
+        if cached is None:
+            row = Request.select(Request.id).where(Request.ref == ref).first()
+            if row is None:
+                raise ProcessingError(f"no request {ref}")
+            cached = self._ids[ref] = int(row.id)
+        return cached
+
     def add_event(self, ref: str, event: EventDraft, inbox_id: int | None) -> None:
-        Event.create(
-            request=self._request(ref),
-            at=_naive(utcnow()),
-            actor=event.actor,
-            kind=event.kind,
-            from_state=event.from_state.value if event.from_state else None,
-            to_state=event.to_state.value if event.to_state else None,
-            inbox_id=inbox_id,
-            detail=json.dumps(dict(event.detail), ensure_ascii=False),
+        self._insert(
+            "event",
+            {
+                "request_id": self._request_id(ref),
+                "at": self._when(utcnow()),
+                "actor": event.actor,
+                "kind": event.kind,
+                "from_state": event.from_state.value if event.from_state else None,
+                "to_state": event.to_state.value if event.to_state else None,
+                "inbox_id": inbox_id,
+                "detail": json.dumps(dict(event.detail), ensure_ascii=False, default=str),
+            },
         )
 
     def link_message(
@@ -682,20 +840,23 @@ class Store:
         inbox_id: int | None = None,
         outbox_id: int | None = None,
     ) -> None:
-        MessageLink.create(
-            request=self._request(ref),
-            direction=direction,
-            message_id=message_id,
-            inbox_id=inbox_id,
-            outbox_id=outbox_id,
-            at=_naive(utcnow()),
+        self._insert(
+            "message_link",
+            {
+                "request_id": self._request_id(ref),
+                "direction": direction,
+                "message_id": message_id,
+                "inbox_id": inbox_id,
+                "outbox_id": outbox_id,
+                "at": self._when(utcnow()),
+            },
         )
 
     def add_file(self, ref: str | None, inbox_id: int | None, attachment: Any) -> None:
         """Keep an attachment: bytes by sha256, a row with the names for display."""
         self.files.put(attachment.sha256, attachment.payload)
         FileRecord.create(
-            request=self._request(ref) if ref else None,
+            request=self._request_id(ref) if ref else None,
             inbox_id=inbox_id,
             filename=attachment.filename,
             safe_name=attachment.safe_name,
@@ -706,51 +867,51 @@ class Store:
         )
 
     def add_outbox(self, draft: OutboxDraft) -> int:
-        now = _naive(utcnow())
-        row = OutboxItem.create(
-            kind=draft.kind,
-            request_ref=draft.request_ref,
-            recipients=json.dumps([address.lower() for address in draft.recipients]),
-            cc=json.dumps([address.lower() for address in draft.cc]),
-            subject=draft.subject,
-            body_text=draft.body_text,
-            reply_to=draft.reply_to,
-            message_id=draft.message_id,
-            content=draft.raw,
-            attachments=json.dumps(list(draft.attachments), ensure_ascii=False),
-            created_at=now,
-            next_attempt_at=now,
-            inbox_id=draft.inbox_id,
-            automatic=draft.automatic,
+        now = self._when(utcnow())
+        row_id = self._insert(
+            "outbox_item",
+            {
+                "kind": draft.kind,
+                "request_ref": draft.request_ref,
+                "recipients": json.dumps([address.lower() for address in draft.recipients]),
+                "cc": json.dumps([address.lower() for address in draft.cc]),
+                "subject": draft.subject,
+                "body_text": draft.body_text,
+                "reply_to": draft.reply_to,
+                "message_id": draft.message_id,
+                "content": draft.raw,
+                "attachments": json.dumps(list(draft.attachments), ensure_ascii=False),
+                "state": "pending",
+                "attempts": 0,
+                "last_error": "",
+                "created_at": now,
+                "next_attempt_at": now,
+                "inbox_id": draft.inbox_id,
+                "automatic": draft.automatic,
+                "recipient": (draft.recipients[0] if draft.recipients else "").lower(),
+            },
         )
         if draft.request_ref:
-            self.link_message(draft.request_ref, "out", draft.message_id, outbox_id=row.id)
-        return int(row.id)
+            self.link_message(draft.request_ref, "out", draft.message_id, outbox_id=row_id)
+        return row_id
 
     def automatic_mail_times(self, recipient: str, since: datetime) -> list[datetime]:
         """When automatic mail to ``recipient`` was written since ``since`` (rate limits)."""
-        query = (
-            OutboxItem.select(OutboxItem.created_at)
-            .where(
-                (OutboxItem.created_at >= _naive(since))
-                & OutboxItem.automatic
-                & OutboxItem.recipients.contains(json.dumps(recipient.lower()))
-            )
-            .order_by(OutboxItem.created_at)
-        )
-        return [moment for row in query if (moment := _aware(row.created_at)) is not None]
+        rows = self._execute(
+            "SELECT created_at FROM outbox_item WHERE recipient = ? AND created_at >= ?"
+            " AND automatic = ? ORDER BY created_at",
+            (recipient.lower(), self._when(since), True),
+        ).fetchall()
+        return [moment for (value,) in rows if (moment := _aware(value)) is not None]
 
     def sent_kind_to(self, kind: str, recipient: str, since: datetime) -> bool:
         """Whether a ``kind`` mail to ``recipient`` was written since ``since``."""
-        return bool(
-            OutboxItem.select()
-            .where(
-                (OutboxItem.kind == kind)
-                & (OutboxItem.created_at >= _naive(since))
-                & OutboxItem.recipients.contains(json.dumps(recipient.lower()))
-            )
-            .exists()
-        )
+        row = self._execute(
+            "SELECT 1 FROM outbox_item WHERE recipient = ? AND kind = ? AND created_at >= ?"
+            " LIMIT 1",
+            (recipient.lower(), kind, self._when(since)),
+        ).fetchone()
+        return row is not None
 
     def suppress(
         self,

@@ -170,6 +170,11 @@ def test_unknown_request_is_exit_1(home: Path) -> None:
 
 COMMANDS = [
     [],
+    ["demo"],
+    ["tick"],
+    ["digest"],
+    ["rules"],
+    ["rules", "test"],
     ["init"],
     ["check"],
     ["run"],
@@ -213,3 +218,10 @@ def test_requests_show_tells_the_whole_story(home: Path, tmp_path: Path) -> None
         "messages:",
     ):
         assert part in output, part
+
+
+def test_demo_plays_both_models_to_the_end() -> None:
+    result = CliRunner().invoke(main, ["demo"])
+    assert result.exit_code == 0, result.output
+    assert "MF-0001 closed" in result.output and "MF-0002 closed" in result.output
+    assert "2 requests closed" in result.output

@@ -213,3 +213,31 @@ def test_with_a_relay_configured_mail_goes_out_by_smtp(home: Path, relay: Relay)
     assert not (home / "data" / "sent" / "new").exists() or not any(
         (home / "data" / "sent" / "new").iterdir()
     )
+
+
+def test_a_large_backlog_is_shared_among_workers_exactly_once(home: Path, tmp_path: Path) -> None:
+    from mailflow.pipeline import WORKERS_FROM
+
+    count = WORKERS_FROM + 50
+    folder = tmp_path / "backlog"
+    folder.mkdir()
+    for index in range(count):
+        (folder / f"{index:04d}.eml").write_bytes(
+            client_mail(
+                sender=f"staff{index}@delta-trading.example",
+                subject=f"依頼 {index}",
+                message_id=f"<backlog-{index}@client.example>",
+            )
+        )
+    service = Service(home)
+    try:
+        service.store.accept_many([(p.read_bytes(), "ingest", p.name) for p in folder.iterdir()])
+        processed = service.desk.process_pending(workers=2)
+        requests = service.store.list_requests()
+        kinds = [row["kind"] for row in service.store.list_outbox()]
+    finally:
+        service.store.close()
+    assert len(processed) == count
+    assert sorted(r["subject"] for r in requests) == sorted(f"依頼 {i}" for i in range(count))
+    assert len({r["ref"] for r in requests}) == count
+    assert kinds.count("confirmation") == count and kinds.count("new_request") == count

@@ -68,7 +68,7 @@ def test_a_rolled_back_commit_leaves_the_message_accepted(store: Store) -> None:
     accepted = store.accept(client_mail(), "ingest")
     with pytest.raises(RuntimeError), store.transaction():
         store.claim(accepted.inbox_id)
-        store.create_request(_new_request(), accepted.inbox_id, lambda n: f"MF-{n:04d}")
+        store.create_request(_new_request(), store.reserve_ref(lambda n: f"MF-{n:04d}"))
         raise RuntimeError("crash in the middle")
     assert [p.inbox_id for p in store.pending()] == [accepted.inbox_id]
     assert store.counts()["requests"] == 0
@@ -76,7 +76,7 @@ def test_a_rolled_back_commit_leaves_the_message_accepted(store: Store) -> None:
 
 def test_requests_get_short_refs_and_events(store: Store) -> None:
     with store.transaction():
-        ref = store.create_request(_new_request(), None, lambda n: f"MF-{n:04d}")
+        ref = store.create_request(_new_request(), store.reserve_ref(lambda n: f"MF-{n:04d}"))
         store.add_event(ref, EventDraft(kind="created", actor="yamada", to_state=State.NEW), None)
     shown = store.show_request(ref.lower())
     assert ref == "MF-0001" and shown is not None
@@ -122,3 +122,12 @@ def test_outbox_rows_move_from_pending_to_sent_or_retry(store: Store) -> None:
 
 def test_migrations_are_recorded_once(store: Store) -> None:
     assert store.migrate() == []
+
+
+def test_refs_are_reserved_once_and_never_reused(store: Store) -> None:
+    refs = [store.reserve_ref(lambda n: f"MF-{n:04d}") for _ in range(3)]
+    assert refs == ["MF-0001", "MF-0002", "MF-0003"]
+    with store.transaction():
+        store.create_request(_new_request(), refs[2])
+    # A reservation whose mail failed leaves a gap; the next ref is still new.
+    assert store.reserve_ref(lambda n: f"MF-{n:04d}") == "MF-0004"
