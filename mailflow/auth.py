@@ -3,8 +3,8 @@
 Pure. A sender is authenticated when the mail went to a reply address we signed for that
 very sender, or when the *topmost* Authentication-Results header — the one our own MX
 added, from an authserv-id listed in ``[security] trusted_authserv_ids`` — says DMARC
-passed, or DKIM passed for the From domain. Headers further down were written by others
-and prove nothing.
+passed for the From domain (``header.from``), or DKIM passed for it. Headers further
+down were written by others and prove nothing.
 """
 
 from __future__ import annotations
@@ -61,11 +61,17 @@ def _authentication_results(mail: ParsedMail, sender: str, trusted: set[str]) ->
         )
     domain = sender.rpartition("@")[2].lower()
     for method, result, properties in results:
-        if method == "dmarc" and result == "pass":
+        # DMARC vouches for the domain it evaluated: a pass for another From (a second
+        # From header, a look-alike domain) says nothing about this sender.
+        if method == "dmarc" and result == "pass" and _dmarc_for(properties, domain):
             return AuthResult(True, f"dmarc=pass by {authserv_id}")
         if method == "dkim" and result == "pass" and _aligned(properties, domain):
             return AuthResult(True, f"dkim=pass for {domain} by {authserv_id}")
     return AuthResult(False, f"{authserv_id} reports no dmarc or aligned dkim pass")
+
+
+def _dmarc_for(properties: dict[str, str], domain: str) -> bool:
+    return properties.get("header.from", "").strip().lower() == domain
 
 
 def _aligned(properties: dict[str, str], domain: str) -> bool:

@@ -8,6 +8,7 @@ Content-Type only, or as raw 8-bit bytes. ``safe_name`` is what may touch a file
 from __future__ import annotations
 
 import re
+import unicodedata
 from email.message import Message
 
 from mailflow.parse.charsets import decode_bytes
@@ -16,8 +17,11 @@ from mailflow.parse.headers import decode_header, raw_to_text
 _RESERVED = frozenset(
     {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10))}
 )
-_UNSAFE = re.compile(r'[<>:"|?*\x00-\x1f\x7f]')
+_UNSAFE = re.compile(r'[<>:"|?*\x00-\x1f\x7f-\x9f\u2028\u2029]')
 _MAX_BYTES = 200
+# Unicode categories dropped from safe names: format characters (bidi overrides,
+# zero-width) and lone surrogates.
+_INVISIBLE = frozenset({"Cf", "Cs"})
 _EXTENSIONS = {
     "application/pdf": ".pdf", "application/zip": ".zip", "application/msword": ".doc",
     "application/vnd.ms-excel": ".xls", "application/vnd.ms-powerpoint": ".ppt",
@@ -71,6 +75,9 @@ def default_name(content_type: str) -> str:
 
 def safe_name(filename: str) -> str:
     """A name safe on any file system: no directories, controls, reserved names or excess."""
+    # Invisible format characters go first: U+202E makes "invoice\u202etxt.exe" read as
+    # "invoiceexe.txt" in a file list.
+    filename = "".join(ch for ch in filename if unicodedata.category(ch) not in _INVISIBLE)
     name = re.split(r"[/\\]", filename)[-1]
     name = _UNSAFE.sub("_", name).strip().lstrip(".").strip()
     name = name.rstrip(". ")  # Windows drops trailing dots and spaces silently

@@ -16,6 +16,7 @@ from mailflow.model import Address
 from mailflow.parse.charsets import decode_bytes, sniff
 
 _FOLD = re.compile(r"\r?\n(?=[ \t])|\r?\n|\r")
+_LINE_BREAK = re.compile(r"[ \t]*(?:\r\n|[\r\n\v\f\x1c-\x1e\x85\u2028\u2029])[ \t]*")
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
 _QP_HEX = re.compile(rb"=([0-9A-Fa-f]{2})")
 _MSG_ID = re.compile(r"<[^<>\s]+>")
@@ -45,7 +46,9 @@ def decode_header(value: str) -> str:
     text = raw_to_text(unfold(value))
     if "=?" not in text:
         return text
-    return _decode_words(text)
+    # An encoded word may carry CR/LF; a header value is one line, so a subject such as
+    # "Hello\r\nBcc: x" must not show up as separate lines in what we write.
+    return _LINE_BREAK.sub(" ", _decode_words(text))
 
 
 def _decode_words(text: str) -> str:
