@@ -54,6 +54,8 @@ Prepared = tuple[str | None, list[Letter]]
 
 # Mails processed per SQLite transaction (see process_pending).
 COMMIT_EVERY = 50
+# How much of an oversized mail is read to find its headers.
+HEADER_BYTES = 256 * 1024
 # A backlog this large is shared among worker processes (see process_pending).
 WORKERS_FROM = 200
 
@@ -218,11 +220,15 @@ class Desk:
         return result
 
     def _process(self, item: PendingItem) -> Processed:
-        raw = self.store.raw.get(item.sha256)
         limit = self.config.settings.max_message_bytes
-        oversized = (len(raw), limit) if len(raw) > limit else None
-        # An oversized mail is only read as far as its headers: who sent it, about what.
-        mail = parse_mail(header_block(raw) if oversized else raw)
+        if item.size > limit:
+            # An oversized mail is only read as far as its headers: who sent it, about what.
+            oversized: tuple[int, int] | None = (item.size, limit)
+            mail = parse_mail(header_block(self.store.raw.head(item.sha256, HEADER_BYTES)))
+        else:
+            raw = self.store.raw.get(item.sha256)
+            oversized = (len(raw), limit) if len(raw) > limit else None
+            mail = parse_mail(header_block(raw) if oversized else raw)
         situation = self.situate(mail, oversized=oversized)
         outcome = plan(situation)
         # Mails are rendered before the write transaction, which then only writes rows:

@@ -370,6 +370,11 @@ class BlobStore:
     def get(self, sha256: str) -> bytes:
         return self.path(sha256).read_bytes()
 
+    def head(self, sha256: str, limit: int) -> bytes:
+        """The first ``limit`` bytes (the headers of a mail too large to read whole)."""
+        with open(self.path(sha256), "rb") as handle:
+            return handle.read(limit)
+
 
 _MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
 
@@ -400,6 +405,7 @@ class PendingItem:
     sha256: str
     source: str
     attempts: int
+    size: int = 0
 
 
 @dataclass(frozen=True)
@@ -592,14 +598,18 @@ class Store:
         """PostgreSQL, inside a transaction: lock one accepted row that no other daemon
         holds (FOR UPDATE SKIP LOCKED); it stays locked until the transaction ends."""
         query = (
-            InboxItem.select(InboxItem.id, InboxItem.sha256, InboxItem.source, InboxItem.attempts)
+            InboxItem.select(
+                InboxItem.id, InboxItem.sha256, InboxItem.source, InboxItem.attempts, InboxItem.size
+            )
             .where(InboxItem.state == "accepted")
             .order_by(InboxItem.id)
             .limit(1)
             .for_update(skip_locked=True)
         )
         row = query.first()
-        return None if row is None else PendingItem(row.id, row.sha256, row.source, row.attempts)
+        if row is None:
+            return None
+        return PendingItem(row.id, row.sha256, row.source, row.attempts, row.size)
 
     def pending(self, limit: int = 500, *, share: tuple[int, int] = (0, 1)) -> list[PendingItem]:
         """Accepted rows in order; ``share=(k, n)`` keeps those whose id is k modulo n
@@ -609,12 +619,16 @@ class Store:
         if parts > 1:
             condition &= (InboxItem.id % parts) == part
         query = (
-            InboxItem.select(InboxItem.id, InboxItem.sha256, InboxItem.source, InboxItem.attempts)
+            InboxItem.select(
+                InboxItem.id, InboxItem.sha256, InboxItem.source, InboxItem.attempts, InboxItem.size
+            )
             .where(condition)
             .order_by(InboxItem.id)
             .limit(limit)
         )
-        return [PendingItem(row.id, row.sha256, row.source, row.attempts) for row in query]
+        return [
+            PendingItem(row.id, row.sha256, row.source, row.attempts, row.size) for row in query
+        ]
 
     def count_pending(self) -> int:
         return int(InboxItem.select().where(InboxItem.state == "accepted").count())
