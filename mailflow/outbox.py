@@ -178,10 +178,11 @@ class OutboxSender:
         outcomes: list[str] = []
         try:
             while batch := self.store.due_outbox(self.clock()):
-                for row in batch:
+                for index, row in enumerate(batch):
                     outcomes.append(self._send_one(row))
                     if outcomes[-1] == "retry":
                         # The relay is down: the rest would fail the same way.
+                        self._postpone(batch[index + 1 :], row)
                         return _report(outcomes)
         finally:
             self.transport.close()
@@ -207,6 +208,15 @@ class OutboxSender:
         if self.on_failure is not None:
             self.on_failure(row, error)
         return "failed"
+
+    def _postpone(self, untried: list[OutboxRow], failed: OutboxRow) -> None:
+        """Give back rows claimed but not tried because the relay is down: they are due
+        again with the failed one, not when their claim (``OUTBOX_LEASE``) runs out."""
+        if not untried:
+            return
+        due = self.clock() + BACKOFF[min(failed.attempts, len(BACKOFF) - 1)]
+        for row in untried:
+            self.store.mark_retry(row.id, "not tried: the relay was unreachable", due)
 
     def _retry(self, row: OutboxRow, error: str) -> str:
         if not self.relay_down:

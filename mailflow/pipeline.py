@@ -25,6 +25,7 @@ from mailflow.auth import AuthResult, authenticate
 from mailflow.calendar_jp import BusinessCalendar
 from mailflow.classify import classify
 from mailflow.compose import compose
+from mailflow.errors import StoreError
 from mailflow.instance import Config
 from mailflow.model import (
     Address,
@@ -40,7 +41,15 @@ from mailflow.parse import parse_mail, safe_name
 from mailflow.render import Rendered, Renderer
 from mailflow.schedule import Scheduled, plan_tick
 from mailflow.situation import RequestView, Situation
-from mailflow.store import AlreadyProcessed, OutboxDraft, OutboxRow, PendingItem, Store, utcnow
+from mailflow.store import (
+    AlreadyProcessed,
+    OutboxDraft,
+    OutboxRow,
+    PendingItem,
+    Store,
+    store_failure,
+    utcnow,
+)
 from mailflow.transitions import month_bounds
 from mailflow.workflow import delivery_failed, plan
 
@@ -91,10 +100,9 @@ class Desk:
         self._loads: tuple[datetime, dict[str, MemberLoad]] | None = None
         self.config = config
         self.calendar = BusinessCalendar.from_defaults(config.rules.defaults)
-        self.rate_windows = tuple(
-            ratelimit.Window(count, timedelta(seconds=seconds))
-            for count, seconds in config.rules.defaults.automatic_mail_limits
-        )
+        defaults = config.rules.defaults
+        self.rate_windows = _windows(defaults.automatic_mail_limits)
+        self.sender_windows = _windows(defaults.sender_mail_limits)
 
     @property
     def desk_address(self) -> str:
@@ -203,6 +211,10 @@ class Desk:
         except AlreadyProcessed:
             return None
         except Exception as exc:  # noqa: BLE001 - one bad mail never stops the others
+            if store_failure(exc):
+                # The store, not the mail, failed: the mail stays accepted for the next
+                # round instead of being quarantined for a fault of ours.
+                raise StoreError(f"database: {exc}") from exc
             reason = f"{type(exc).__name__}: {exc}"
             log.error(
                 "inbox %s quarantined: %s\n%s", item.inbox_id, reason, traceback.format_exc(limit=6)
@@ -269,7 +281,17 @@ class Desk:
             authenticated=auth.ok,
             auth_reason=auth.reason,
             hours_used=self._hours_used(row["client"] if row else None, now),
+            flood=self._flood(sender, now),
         )
+
+    def _flood(self, sender: Sender | None, now: datetime) -> str | None:
+        """Why this outside sender's mail is held as a possible loop, or None."""
+        if sender is None or self.config.directory.is_staff(sender.email):
+            return None
+        windows = self.sender_windows
+        earlier = self.store.caused_times(sender.email, now - ratelimit.longest(windows))
+        over = ratelimit.over_limit(earlier, now, windows)
+        return f"possible mail loop with {sender.email}: {over}" if over else None
 
     def _authenticate(self, mail: ParsedMail, sender: Sender | None, ref: str | None) -> AuthResult:
         if sender is None:
@@ -612,7 +634,14 @@ class Desk:
                 notice.to[0].email, notice.kind, suppressed, draft.request_ref, inbox_id
             )
             return
-        self.store.add_outbox(replace(draft, inbox_id=inbox_id))
+        cause = mail.sender.email if mail is not None and mail.sender is not None else ""
+        if self.config.directory.is_staff(cause):
+            cause = ""
+        self.store.add_outbox(replace(draft, inbox_id=inbox_id, cause=cause))
+
+
+def _windows(limits: tuple[tuple[int, int], ...]) -> tuple[ratelimit.Window, ...]:
+    return tuple(ratelimit.Window(count, timedelta(seconds=span)) for count, span in limits)
 
 
 def _changes_load(outcome: Outcome) -> bool:

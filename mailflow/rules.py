@@ -56,6 +56,7 @@ _DEFAULT_KEYS = (
     "deadline_business_days",
     "reminder_hours_before",
     "automatic_mail_limits",
+    "sender_mail_limits",
     "working_hours",
     "holidays",
     "closures",
@@ -90,6 +91,9 @@ class Defaults:
     reminder_hours_before: int = 24
     # Automatic mail to one outside address: at most COUNT per SECONDS, for each window.
     automatic_mail_limits: tuple[tuple[int, int], ...] = ((3, 600), (20, 86400))
+    # Mail the desk writes because of one outside sender (to anyone, staff included):
+    # beyond this the sender's mail is held as a possible loop.
+    sender_mail_limits: tuple[tuple[int, int], ...] = ((30, 600), (100, 86400))
     working_hours: str = "09:00-18:00"
     holidays: str = "jp"
     # Closed every year, e.g. the New Year break: ((12, 29), (1, 3)); ranges may wrap.
@@ -337,26 +341,28 @@ _LIMIT = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*([mhd])\s*$")
 _UNIT_SECONDS = {"m": 60, "h": 3600, "d": 86400}
 
 
-def _read_limits(check: YamlChecker, mapping: LineDict) -> tuple[tuple[int, int], ...]:
-    """``["3/10m", "20/1d"]``: at most 3 automatic mails per 10 minutes, 20 per day."""
-    if "automatic_mail_limits" not in mapping:
-        return Defaults.automatic_mail_limits
-    value = mapping["automatic_mail_limits"]
+def _read_limits(
+    check: YamlChecker, mapping: LineDict, key: str, default: tuple[tuple[int, int], ...]
+) -> tuple[tuple[int, int], ...]:
+    """``["3/10m", "20/1d"]``: at most 3 mails per 10 minutes and 20 per day."""
+    if key not in mapping:
+        return default
+    value = mapping[key]
     items = value if isinstance(value, list) else [value]
     limits = []
     for item in items:
         match = _LIMIT.match(str(item))
         if not match or int(match.group(1)) < 1 or int(match.group(2)) < 1:
             check.report(
-                mapping.key_line("automatic_mail_limits"),
-                "defaults.automatic_mail_limits",
+                mapping.key_line(key),
+                f"defaults.{key}",
                 f"'{item}' is not a limit",
                 'write COUNT/SPAN with a unit m, h or d, e.g. ["3/10m", "20/1d"]',
             )
             continue
         count, span, unit = int(match.group(1)), int(match.group(2)), match.group(3)
         limits.append((count, span * _UNIT_SECONDS[unit]))
-    return tuple(limits) or Defaults.automatic_mail_limits
+    return tuple(limits) or default
 
 
 def _month_day(text: str) -> MonthDay | None:
@@ -406,7 +412,12 @@ def _read_defaults(check: YamlChecker, root: LineDict) -> Defaults:
     return Defaults(
         deadline_business_days=_count(check, mapping, "deadline_business_days", 3, 1),
         reminder_hours_before=_count(check, mapping, "reminder_hours_before", 24, 0),
-        automatic_mail_limits=_read_limits(check, mapping),
+        automatic_mail_limits=_read_limits(
+            check, mapping, "automatic_mail_limits", Defaults.automatic_mail_limits
+        ),
+        sender_mail_limits=_read_limits(
+            check, mapping, "sender_mail_limits", Defaults.sender_mail_limits
+        ),
         working_hours=hours,
         holidays=holidays or Defaults.holidays,
         closures=_read_closures(check, mapping),

@@ -20,6 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, BinaryIO
 
+from mailflow.errors import StoreError
 from mailflow.instance import Config, load_config
 from mailflow.outbox import FlushReport, OutboxSender, make_transport
 from mailflow.pipeline import Desk, Processed
@@ -30,6 +31,9 @@ from mailflow.sources.imap import ImapPoller
 from mailflow.store import Accepted, Store
 
 log = logging.getLogger("mailflow")
+
+# How long the loop waits before trying a store that is down again.
+STORE_RETRY_SECONDS = 5.0
 
 # How many messages `ingest` accepts per transaction: one commit per batch, not per mail.
 INGEST_BATCH = 200
@@ -102,6 +106,7 @@ class Service:
         self._wake = threading.Event()
         self._listeners: list[Any] = []
         self.imap = ImapPoller(settings.imap)
+        self._store_down = False
 
     def _renderer(self) -> Renderer:
         overrides = self.home / "templates"
@@ -146,7 +151,9 @@ class Service:
             next_tick = 0.0
             while not self._stop.is_set():
                 self._wake.clear()
-                self.run_once()
+                if not self._round():
+                    self._wake.wait(STORE_RETRY_SECONDS)
+                    continue
                 if time.monotonic() >= next_tick:
                     # Scheduled work is planned at most once a minute; its keys make a
                     # second run within the minute harmless anyway.
@@ -161,6 +168,21 @@ class Service:
             self.imap.join(timeout=10)
             self.store.close()
             log.info("mailflow stopped")
+
+    def _round(self) -> bool:
+        """One round; a store that is down (database restarting, disk full) is logged
+        once and retried, and the accepted mail waits for it — nothing is lost."""
+        try:
+            self.run_once()
+        except StoreError as exc:
+            if not self._store_down:
+                log.error("store unavailable, retrying every %ss: %s", STORE_RETRY_SECONDS, exc)
+            self._store_down = True
+            return False
+        if self._store_down:
+            log.warning("store available again")
+            self._store_down = False
+        return True
 
     def _tick(self) -> None:
         try:

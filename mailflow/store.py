@@ -26,6 +26,7 @@ from urllib.parse import unquote, urlsplit
 
 import peewee as pw
 from playhouse.migrate import SchemaMigrator, migrate
+from playhouse.shortcuts import ReconnectMixin
 
 from mailflow.errors import ProcessingError, StoreError
 from mailflow.model import OPEN_STATES, EventDraft, NewRequest, State
@@ -161,6 +162,8 @@ class OutboxItem(BaseModel):
     automatic = pw.BooleanField(default=True)
     # The first recipient, indexed: the per-recipient limits look mail up by it.
     recipient = pw.CharField(default="", index=True)
+    # The outside sender whose mail caused this one ("" for staff and scheduled work).
+    cause = pw.CharField(default="", index=True)
 
 
 class TimeEntry(BaseModel):
@@ -266,6 +269,16 @@ def _add_outbox_recipient(database: pw.Database) -> None:
         OutboxItem.update(recipient=first).where(OutboxItem.id == row.id).execute()
 
 
+def _add_outbox_cause(database: pw.Database) -> None:
+    columns = {column.name for column in database.get_columns("outbox_item")}
+    if "cause" not in columns:
+        migrator = SchemaMigrator.from_database(database)
+        migrate(
+            migrator.add_column("outbox_item", "cause", OutboxItem.cause),
+            migrator.add_index("outbox_item", ("cause",), False),
+        )
+
+
 def _add_ref_counter(database: pw.Database) -> None:
     database.create_tables([RefCounter], safe=True)
     highest = Request.select(pw.fn.MAX(Request.id)).scalar() or 0
@@ -282,6 +295,7 @@ MIGRATIONS: tuple[tuple[str, Any], ...] = (
     ("0004_scheduled_runs", lambda database: database.create_tables([ScheduledRun], safe=True)),
     ("0005_outbox_recipient", lambda database: _add_outbox_recipient(database)),
     ("0006_ref_counter", lambda database: _add_ref_counter(database)),
+    ("0007_outbox_cause", lambda database: _add_outbox_cause(database)),
 )
 
 
@@ -434,10 +448,28 @@ class OutboxDraft:
     attachments: tuple[str, ...]
     inbox_id: int | None
     automatic: bool = True
+    cause: str = ""
+
+
+def store_failure(exc: BaseException) -> bool:
+    """Whether an error is the store's (database or disk), not the message's."""
+    return isinstance(exc, StoreError | pw.OperationalError | pw.InterfaceError)
 
 
 class AlreadyProcessed(Exception):
     """The inbox row was taken by another processor; the transaction rolls back."""
+
+
+class _PostgresqlDatabase(ReconnectMixin, pw.PostgresqlDatabase):  # type: ignore[misc]
+    """PostgreSQL that reconnects, outside a transaction, after the server restarted
+    (peewee would otherwise keep the dead connection and fail every query)."""
+
+    reconnect_errors = (
+        (pw.OperationalError, "server closed the connection"),
+        (pw.OperationalError, "terminating connection"),
+        (pw.OperationalError, "connection to server"),
+        (pw.InterfaceError, "connection already closed"),
+    )
 
 
 def _connect(url: str) -> pw.Database:
@@ -451,7 +483,7 @@ def _connect(url: str) -> pw.Database:
         )
         return database
     if parts.scheme in {"postgresql", "postgres"}:
-        return pw.PostgresqlDatabase(
+        return _PostgresqlDatabase(
             unquote(parts.path.lstrip("/")) or "postgres",
             user=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
@@ -538,7 +570,7 @@ class Store:
             else:
                 with self.database.atomic():
                     yield
-        except pw.OperationalError as exc:
+        except (pw.OperationalError, pw.InterfaceError) as exc:
             raise StoreError(f"database: {exc}") from exc
 
     # -- accept ------------------------------------------------------------------
@@ -903,6 +935,7 @@ class Store:
                 "inbox_id": draft.inbox_id,
                 "automatic": draft.automatic,
                 "recipient": (draft.recipients[0] if draft.recipients else "").lower(),
+                "cause": draft.cause.lower(),
             },
         )
         if draft.request_ref:
@@ -915,6 +948,14 @@ class Store:
             "SELECT created_at FROM outbox_item WHERE recipient = ? AND created_at >= ?"
             " AND automatic = ? ORDER BY created_at",
             (recipient.lower(), self._when(since), True),
+        ).fetchall()
+        return [moment for (value,) in rows if (moment := _aware(value)) is not None]
+
+    def caused_times(self, cause: str, since: datetime) -> list[datetime]:
+        """When mail caused by ``cause`` (an outside sender) was written since ``since``."""
+        rows = self._execute(
+            "SELECT created_at FROM outbox_item WHERE cause = ? AND created_at >= ?",
+            (cause.lower(), self._when(since)),
         ).fetchall()
         return [moment for (value,) in rows if (moment := _aware(value)) is not None]
 

@@ -54,10 +54,14 @@ def pg_database() -> Iterator[str]:
     name = f"mailflow_test_{uuid.uuid4().hex[:10]}"
     with admin.cursor() as cursor:
         cursor.execute(f'CREATE DATABASE "{name}"')
+    admin.close()
     base = _pg_admin_url().rsplit("/", 1)[0]
     try:
         yield f"{base}/{name}"
     finally:
+        # A fresh connection: the server may have been restarted meanwhile (test_faults).
+        admin = _pg_connect(_pg_admin_url())
+        admin.autocommit = True
         with admin.cursor() as cursor:
             cursor.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",

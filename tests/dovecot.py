@@ -200,9 +200,42 @@ class Dovecot:
         self.process = None
 
     def restart(self) -> None:
-        """Stop and start again on the same port; every open connection is dropped."""
+        """Stop and start again on the same port; every open connection is dropped.
+
+        The master's SIGTERM leaves logged-in ``imap`` processes running (their clients
+        would not notice the restart); systemd kills the whole control group at once, so
+        do the same to them.
+        """
+        children = self._children()
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
         self.stop()
+        deadline = time.monotonic() + 5
+        while any(Path(f"/proc/{pid}").exists() for pid in children):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"dovecot processes {children} outlived the restart")
+            time.sleep(0.01)
         self.start()
+
+    def _children(self) -> list[int]:
+        """Processes the master started (Linux /proc; empty elsewhere)."""
+        if self.process is None:
+            return []
+        master = self.process.pid
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[1]) == master:
+                found.append(int(stat.parent.name))
+        return found
 
     def log(self) -> str:
         texts = []

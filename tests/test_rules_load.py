@@ -49,7 +49,13 @@ def test_default_rules_load() -> None:
     assert "修正" in rules.replies["revision"]["ja"]
     assert "looks good" in rules.replies["acceptance"]["en"]
     assert rules.defaults == Defaults(
-        3, 24, ((3, 600), (20, 86400)), "09:00-18:00", "jp", (((12, 29), (1, 3)),)
+        3,
+        24,
+        ((3, 600), (20, 86400)),
+        ((30, 600), (100, 86400)),
+        "09:00-18:00",
+        "jp",
+        (((12, 29), (1, 3)),),
     )
     assert [route.name for route in rules.routes] == [
         "urgent",
