@@ -279,6 +279,16 @@ def _add_outbox_cause(database: pw.Database) -> None:
         )
 
 
+def _add_ref_sequence(database: pw.Database) -> None:
+    """PostgreSQL: refs come from a sequence that continues where the counter stood."""
+    if isinstance(database, pw.SqliteDatabase):
+        return
+    start = RefCounter.select(RefCounter.value).where(RefCounter.name == "request").scalar() or 0
+    database.execute_sql("CREATE SEQUENCE IF NOT EXISTS request_ref_seq")  # type: ignore[no-untyped-call]
+    if start:
+        database.execute_sql("SELECT setval('request_ref_seq', %s)", (start,))  # type: ignore[no-untyped-call]
+
+
 def _add_ref_counter(database: pw.Database) -> None:
     database.create_tables([RefCounter], safe=True)
     highest = Request.select(pw.fn.MAX(Request.id)).scalar() or 0
@@ -296,6 +306,7 @@ MIGRATIONS: tuple[tuple[str, Any], ...] = (
     ("0005_outbox_recipient", lambda database: _add_outbox_recipient(database)),
     ("0006_ref_counter", lambda database: _add_ref_counter(database)),
     ("0007_outbox_cause", lambda database: _add_outbox_cause(database)),
+    ("0008_ref_sequence", lambda database: _add_ref_sequence(database)),
 )
 
 
@@ -649,7 +660,8 @@ class Store:
         part, parts = share
         condition = InboxItem.state == "accepted"
         if parts > 1:
-            condition &= (InboxItem.id % parts) == part
+            # id modulo parts, written out: peewee's `%` is LIKE/GLOB, not modulo.
+            condition &= (InboxItem.id - (InboxItem.id / parts) * parts) == part
         query = (
             InboxItem.select(
                 InboxItem.id, InboxItem.sha256, InboxItem.source, InboxItem.attempts, InboxItem.size
@@ -721,7 +733,14 @@ class Store:
         return bool(count == 1)
 
     def reserve_ref(self, ref_of: Any) -> str:
-        """The next request ref (``ref_of(number)``), reserved in its own short transaction."""
+        """The next request ref (``ref_of(number)``), never handed out twice.
+
+        PostgreSQL takes it from a sequence (outside any transaction, so daemons never
+        wait on each other); SQLite from a counter row in a short transaction.
+        """
+        if not self.is_sqlite:
+            number = self._execute("SELECT nextval('request_ref_seq')", ()).fetchone()[0]
+            return str(ref_of(int(number)))
         with self.transaction():
             row = self._execute(
                 "UPDATE ref_counter SET value = value + 1 WHERE name = 'request' RETURNING value",
@@ -1088,12 +1107,11 @@ class Store:
 
     def mark_sent(self, outbox_id: int) -> None:
         with self.transaction():
-            OutboxItem.update(
-                state="sent",
-                sent_at=_naive(utcnow()),
-                attempts=OutboxItem.attempts + 1,
-                last_error="",
-            ).where(OutboxItem.id == outbox_id).execute()
+            self._execute(
+                "UPDATE outbox_item SET state = 'sent', sent_at = ?, attempts = attempts + 1,"
+                " last_error = '' WHERE id = ?",
+                (self._when(utcnow()), outbox_id),
+            )
 
     def mark_retry(self, outbox_id: int, error: str, next_attempt: datetime) -> None:
         with self.transaction():
@@ -1126,10 +1144,15 @@ class Store:
             }
             for pid, role, name, email, language, data in people
         ]
+        # An upsert, not delete-and-insert: two daemons starting together on one
+        # PostgreSQL database must not trip over each other's rows.
+        fields = [Person.role, Person.name, Person.email, Person.language, Person.data]
         with self.transaction():
-            Person.delete().execute()
             for chunk in range(0, len(rows), 200):
-                Person.insert_many(rows[chunk : chunk + 200]).execute()
+                Person.insert_many(rows[chunk : chunk + 200]).on_conflict(
+                    conflict_target=[Person.id], preserve=fields
+                ).execute()
+            Person.delete().where(Person.id.not_in([row["id"] for row in rows])).execute()
 
     # -- inspection (plain dicts with the JSON keys of DESIGN §7) ------------------------
 
