@@ -239,44 +239,33 @@ MODELS: tuple[type[pw.Model], ...] = (
 )
 
 
+def _add_column(database: pw.Database, field: pw.Field) -> bool:
+    """Add ``field``'s column (and its index, when the field has one) unless it is there;
+    True when it was added."""
+    table = field.model._meta.table_name
+    if field.column_name in {column.name for column in database.get_columns(table)}:
+        return False
+    migrator = SchemaMigrator.from_database(database)
+    migrate(migrator.add_column(table, field.column_name, field))
+    return True
+
+
 def _add_automatic_and_suppressions(database: pw.Database) -> None:
-    columns = {column.name for column in database.get_columns("outbox_item")}
-    if "automatic" not in columns:
-        migrator = SchemaMigrator.from_database(database)
-        migrate(migrator.add_column("outbox_item", "automatic", OutboxItem.automatic))
+    _add_column(database, OutboxItem.automatic)
     database.create_tables([Suppression], safe=True)
 
 
 def _add_request_data_and_time(database: pw.Database) -> None:
-    columns = {column.name for column in database.get_columns("request")}
-    if "data" not in columns:
-        migrator = SchemaMigrator.from_database(database)
-        migrate(migrator.add_column("request", "data", Request.data))
+    _add_column(database, Request.data)
     database.create_tables([TimeEntry], safe=True)
 
 
 def _add_outbox_recipient(database: pw.Database) -> None:
-    columns = {column.name for column in database.get_columns("outbox_item")}
-    if "recipient" in columns:
+    if not _add_column(database, OutboxItem.recipient):
         return
-    migrator = SchemaMigrator.from_database(database)
-    migrate(
-        migrator.add_column("outbox_item", "recipient", OutboxItem.recipient),
-        migrator.add_index("outbox_item", ("recipient",), False),
-    )
     for row in OutboxItem.select(OutboxItem.id, OutboxItem.recipients):
         first = (json.loads(row.recipients) or [""])[0]
         OutboxItem.update(recipient=first).where(OutboxItem.id == row.id).execute()
-
-
-def _add_outbox_cause(database: pw.Database) -> None:
-    columns = {column.name for column in database.get_columns("outbox_item")}
-    if "cause" not in columns:
-        migrator = SchemaMigrator.from_database(database)
-        migrate(
-            migrator.add_column("outbox_item", "cause", OutboxItem.cause),
-            migrator.add_index("outbox_item", ("cause",), False),
-        )
 
 
 def _add_ref_sequence(database: pw.Database) -> None:
@@ -305,7 +294,7 @@ MIGRATIONS: tuple[tuple[str, Any], ...] = (
     ("0004_scheduled_runs", lambda database: database.create_tables([ScheduledRun], safe=True)),
     ("0005_outbox_recipient", lambda database: _add_outbox_recipient(database)),
     ("0006_ref_counter", lambda database: _add_ref_counter(database)),
-    ("0007_outbox_cause", lambda database: _add_outbox_cause(database)),
+    ("0007_outbox_cause", lambda database: _add_column(database, OutboxItem.cause)),
     ("0008_ref_sequence", lambda database: _add_ref_sequence(database)),
 )
 

@@ -131,3 +131,46 @@ def test_refs_are_reserved_once_and_never_reused(store: Store) -> None:
         store.create_request(_new_request(), refs[2])
     # A reservation whose mail failed leaves a gap; the next ref is still new.
     assert store.reserve_ref(lambda n: f"MF-{n:04d}") == "MF-0004"
+
+
+def test_migrations_upgrade_an_older_schema(database_url: str, tmp_path: Path) -> None:
+    """A database made before columns were added gets them, once, with data kept."""
+    from mailflow.store import MIGRATIONS, Migration, OutboxItem
+
+    store = Store(database_url, tmp_path / "data").open()
+    with store.transaction():
+        store.add_outbox(
+            OutboxDraft(
+                kind="confirmation",
+                request_ref=None,
+                recipients=("A@x.example",),
+                cc=(),
+                subject="s",
+                body_text="b",
+                reply_to="desk@x",
+                message_id="<mf.old@x>",
+                raw=b"r",
+                attachments=(),
+                inbox_id=None,
+            )
+        )
+    for index in ("outbox_item_cause", "outbox_item_recipient"):
+        store.database.execute_sql(f"DROP INDEX IF EXISTS {index}")
+    for table, column in (
+        ("outbox_item", "cause"),
+        ("outbox_item", "recipient"),
+        ("outbox_item", "automatic"),
+        ("request", "data"),
+    ):
+        store.database.execute_sql(f"ALTER TABLE {table} DROP COLUMN {column}")
+    Migration.delete().where(Migration.name != MIGRATIONS[0][0]).execute()
+    store.close()
+
+    upgraded = Store(database_url, tmp_path / "data").open()
+    try:
+        assert upgraded.migrate() == []
+        row = OutboxItem.get(OutboxItem.message_id == "<mf.old@x>")
+        assert row.recipient == "a@x.example" and row.cause == ""
+        assert upgraded.reserve_ref(lambda n: f"MF-{n:04d}") == "MF-0001"
+    finally:
+        upgraded.close()
