@@ -40,8 +40,7 @@ def senders(prefix: str, count: int) -> list[tuple[str, str]]:
 
 
 def write_mix(directory: Path, count: int, seed: int) -> list[bytes]:
-    mails = generate(count, seed, ja_senders=senders("Staff", 400),
-                     en_senders=senders("Lee", 400))
+    mails = generate(count, seed, ja_senders=senders("Staff", 400), en_senders=senders("Lee", 400))
     for index, raw in enumerate(mails):
         (directory / f"{index:05d}.eml").write_bytes(raw)
     return mails
@@ -67,11 +66,19 @@ def time_ingest(work: Path, mail_dir: Path, count: int) -> tuple[float, dict[str
     home = work / "instance"
     subprocess.run([*MAILFLOW, "init", "--demo", str(home)], check=True, capture_output=True)
     started = time.perf_counter()
-    done = subprocess.run([*MAILFLOW, "--home", str(home), "ingest", str(mail_dir)],
-                          check=True, capture_output=True, text=True)
+    done = subprocess.run(
+        [*MAILFLOW, "--home", str(home), "ingest", str(mail_dir)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     elapsed = time.perf_counter() - started
-    listing = subprocess.run([*MAILFLOW, "--home", str(home), "requests", "list", "--json"],
-                             check=True, capture_output=True, text=True)
+    listing = subprocess.run(
+        [*MAILFLOW, "--home", str(home), "requests", "list", "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     facts = {"requests": len(json.loads(listing.stdout)), "output": done.stdout.strip()}
     return count / elapsed, facts
 
@@ -89,9 +96,14 @@ def main() -> None:
         stdlib = time_stdlib(mails)
         ours, facts = time_ingest(work, mail_dir, args.count)
     size = sum(len(m) for m in mails)
-    result = {"messages": args.count, "megabytes": round(size / 1e6, 1),
-              "ingest_per_s": round(ours), "stdlib_parse_per_s": round(stdlib),
-              "ratio": round(ours / stdlib, 3), **facts}
+    result = {
+        "messages": args.count,
+        "megabytes": round(size / 1e6, 1),
+        "ingest_per_s": round(ours),
+        "stdlib_parse_per_s": round(stdlib),
+        "ratio": round(ours / stdlib, 3),
+        **facts,
+    }
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2, ensure_ascii=False))
     print(f"| ingest of {args.count:,} mails ({result['megabytes']} MB) | msgs/s |")

@@ -163,6 +163,7 @@ class Desk:
         """Fork ``workers - 1`` processes; each takes the rows of its id modulo ``workers``
         and sends back what it did. Exactly-once still rests on the conditional claim."""
         context = multiprocessing.get_context("fork")
+        self.store.share_between_processes()
         self.store.close()  # a SQLite connection must not cross a fork
         children = []
         for part in range(1, workers):
@@ -180,6 +181,7 @@ class Desk:
             except EOFError:
                 log.error("worker %s ended without a report", child.pid)
             child.join()
+        self.store.stop_sharing()
         # Whatever a dead worker left accepted is still there: take it now.
         return done + self._process_share((0, 1), stop)
 
