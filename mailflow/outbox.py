@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
-from mailflow.errors import PermanentDeliveryError, TransientDeliveryError
-from mailflow.store import OutboxRow, Store, utcnow
+from mailflow.errors import PermanentDeliveryError, StoreError, TransientDeliveryError
+from mailflow.store import OutboxRow, Store, fsync_all, utcnow
 
 log = logging.getLogger("mailflow.outbox")
 
@@ -39,6 +39,9 @@ GIVE_UP = timedelta(days=2)
 class Transport(Protocol):
     def send(self, row: OutboxRow) -> None: ...
 
+    def settle(self) -> None:
+        """Make everything sent so far durable (before those rows are marked sent)."""
+
     def close(self) -> None: ...
 
 
@@ -46,8 +49,11 @@ class MaildirSink:
     """Writes each mail once into a Maildir; the file name is fixed by the outbox row,
     so sending the same row again after a crash replaces the file instead of adding one."""
 
+    settles_in_batches = True
+
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.written: list[Path] = []
         for sub in ("tmp", "new", "cur"):
             (root / sub).mkdir(parents=True, exist_ok=True)
 
@@ -57,11 +63,20 @@ class MaildirSink:
         try:
             with open(temporary, "wb") as handle:
                 handle.write(row.raw)
-                handle.flush()
-                os.fsync(handle.fileno())
             os.replace(temporary, self.root / "new" / name)
         except OSError as exc:
             raise TransientDeliveryError(f"cannot write {self.root}: {exc}") from exc
+        self.written.append(self.root / "new" / name)
+
+    def settle(self) -> None:
+        """One durable flush for a batch: until the rows are marked sent, a crash only
+        means the same files are written again."""
+        written, self.written = self.written, []
+        if written:
+            try:
+                fsync_all(written, self.root / "new")
+            except StoreError as exc:
+                raise TransientDeliveryError(str(exc)) from exc
 
     def close(self) -> None:
         pass
@@ -98,6 +113,9 @@ class SmtpRelay:
             raise TransientDeliveryError(f"relay {self._where()}: {exc}") from exc
         if refused:
             raise _classify_refusals(refused)
+
+    def settle(self) -> None:
+        pass  # the relay's 250 already made each mail its responsibility
 
     def _connect(self) -> smtplib.SMTP:
         if self._connection is not None:
@@ -178,17 +196,31 @@ class OutboxSender:
         outcomes: list[str] = []
         try:
             while batch := self.store.due_outbox(self.clock()):
+                delivered: list[OutboxRow] = []
                 for index, row in enumerate(batch):
-                    outcomes.append(self._send_one(row))
+                    outcomes.append(self._send_one(row, delivered))
                     if outcomes[-1] == "retry":
                         # The relay is down: the rest would fail the same way.
+                        self._mark_sent(delivered)
                         self._postpone(batch[index + 1 :], row)
                         return _report(outcomes)
+                self._mark_sent(delivered)
         finally:
             self.transport.close()
         return _report(outcomes)
 
-    def _send_one(self, row: OutboxRow) -> str:
+    def _mark_sent(self, delivered: list[OutboxRow]) -> None:
+        """Durable first, then marked: a crash in between sends the same rows again,
+        never different ones."""
+        settle = getattr(self.transport, "settle", None)
+        if settle is not None:
+            settle()
+        if delivered:
+            self.store.mark_sent(*(row.id for row in delivered))
+        for row in delivered:
+            log.info("outbox %s sent: %s to %s", row.id, row.kind, ", ".join(row.recipients))
+
+    def _send_one(self, row: OutboxRow, delivered: list[OutboxRow]) -> str:
         try:
             self.transport.send(row)
         except TransientDeliveryError as exc:
@@ -198,8 +230,11 @@ class OutboxSender:
         if self.relay_down:
             log.warning("relay reachable again")
             self.relay_down = False
-        self.store.mark_sent(row.id)
-        log.info("outbox %s sent: %s to %s", row.id, row.kind, ", ".join(row.recipients))
+        delivered.append(row)
+        if not getattr(self.transport, "settles_in_batches", False):
+            # A relayed mail is marked at once: a crash resends at most that one.
+            self._mark_sent(delivered)
+            delivered.clear()
         return "sent"
 
     def _fail(self, row: OutboxRow, error: str) -> str:

@@ -340,6 +340,14 @@ def _fsync_path(path: Path) -> None:
         raise StoreError(f"cannot sync {path}: {exc.strerror or exc}") from exc
 
 
+def fsync_all(paths: Sequence[Path], directory: Path) -> None:
+    """Make files and their directory durable. The fsyncs run side by side, so the file
+    system commits its journal a few times for a batch instead of once per file."""
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(_fsync_path, paths))
+    _fsync_path(directory)
+
+
 class BlobStore:
     """Content-addressed files: ``put`` is idempotent and atomic (write, fsync, rename)."""
 
@@ -361,10 +369,7 @@ class BlobStore:
         """Store a batch: all files written first, then made durable together — the
         fsyncs run side by side, so the file system commits its journal a few times for
         the batch instead of once per file."""
-        paths = [self._write(sha256, data, sync=False) for sha256, data in items]
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(_fsync_path, paths))
-        self._sync_directory()
+        fsync_all([self._write(sha256, data, sync=False) for sha256, data in items], self.root)
 
     def _write(self, sha256: str, data: bytes, *, sync: bool) -> Path:
         target = self.path(sha256)
@@ -385,16 +390,9 @@ class BlobStore:
         return target
 
     def _sync_directory(self) -> None:
-        """The rename is durable only once the directory is (after a crash, the inbox row
-        must never point at a file that is not there)."""
-        try:
-            descriptor = os.open(self.root, os.O_RDONLY)
-        except OSError as exc:
-            raise StoreError(f"cannot open {self.root}: {exc.strerror or exc}") from exc
-        try:
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
+        # The rename is durable only once the directory is (after a crash, the inbox row
+        # must never point at a file that is not there).
+        _fsync_path(self.root)
 
     def get(self, sha256: str) -> bytes:
         return self.path(sha256).read_bytes()
@@ -1149,13 +1147,14 @@ class Store:
             for row in rows
         ]
 
-    def mark_sent(self, outbox_id: int) -> None:
+    def mark_sent(self, *outbox_ids: int) -> None:
         with self.transaction():
-            self._execute(
-                "UPDATE outbox_item SET state = 'sent', sent_at = ?, attempts = attempts + 1,"
-                " last_error = '' WHERE id = ?",
-                (self._when(utcnow()), outbox_id),
-            )
+            for outbox_id in outbox_ids:
+                self._execute(
+                    "UPDATE outbox_item SET state = 'sent', sent_at = ?,"
+                    " attempts = attempts + 1, last_error = '' WHERE id = ?",
+                    (self._when(utcnow()), outbox_id),
+                )
 
     def mark_retry(self, outbox_id: int, error: str, next_attempt: datetime) -> None:
         with self.transaction():
