@@ -1291,21 +1291,13 @@ def _request_dict(row: Request) -> dict[str, Any]:
         }
         for f in FileRecord.select().where(FileRecord.request == row.id).order_by(FileRecord.id)
     ]
+    # The workflow's view of the row, made JSON-friendly; text and data stay internal.
+    view = _request_row(row)
+    del view["text"], view["data"]
     return {
-        "ref": row.ref,
-        "state": row.state,
-        "model": row.model,
-        "client": row.client,
-        "director": row.director,
-        "assignee": row.assignee,
-        "subject": row.subject,
+        **view,
         "due": _iso(row.due),
-        "skills": json.loads(row.skills),
-        "priority": row.priority,
-        "revision_count": row.revision_count,
-        "hours_estimate": row.hours_estimate,
-        "hours_spent": row.hours_spent,
-        "language": row.language,
+        "skills": list(view["skills"]),
         "created_at": _iso(row.created_at),
         "updated_at": _iso(row.updated_at),
         "events": Event.select().where(Event.request == row.id).count(),
