@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from datetime import datetime
 
 from mailflow.asked import read_due_argument, read_hours
 from mailflow.commands import Command, CommandBlock, known_commands, read_commands
@@ -28,7 +27,7 @@ from mailflow.model import (
 from mailflow.precheck import pre_checks
 from mailflow.situation import RequestView, Situation
 from mailflow.skills import KeywordSet, normalize
-from mailflow.transitions import Refusal, Step, month_bounds
+from mailflow.transitions import Refusal, Step
 
 PRIORITIES = {
     "high": "high",
@@ -568,10 +567,6 @@ def _client_message(step: Step, text: str, classification: str) -> None:
         to or step.lead(),
         message={"text": text, "classification": classification},
     )
-
-
-def month_of(situation: Situation) -> tuple[datetime, datetime]:
-    return month_bounds(situation.now.astimezone(situation.tz))
 
 
 def staff_receipt(

@@ -26,6 +26,7 @@ from mailflow.model import (
 )
 from mailflow.opening import open_request
 from mailflow.situation import RequestView, Situation
+from mailflow.skills import detect_language
 from mailflow.transitions import Step
 
 _FORWARD_PREFIX = re.compile(r"^\s*((fwd?|転送|fw)\s*[:：]\s*)+", re.IGNORECASE)
@@ -144,20 +145,13 @@ def forward(situation: Situation, forwarded: ForwardedMail) -> Outcome:
     )
 
 
-def text_language(text: str, default: str) -> str:
-    """ja when the text has kana or kanji, else en; the default for empty text."""
-    if not text.strip():
-        return default
-    has_japanese = any("\u3040" <= ch <= "\u30ff" or "\u4e00" <= ch <= "\u9fff" for ch in text)
-    return "ja" if has_japanese else "en"
-
-
 def _unknown_sender(situation: Situation) -> Outcome:
     """No request; the mail is kept; the sender gets one polite answer (rate-limited)."""
     mail = situation.mail
     if mail.sender is None:
         return Outcome(hold_reason="no sender address: kept for the director")
-    language = text_language(mail.subject + mail.text, situation.desk_language)
+    words = mail.subject + mail.text
+    language = detect_language(words) if words.strip() else situation.desk_language
     notice = Notice(
         kind="unknown_sender",
         to=(mail.sender,),
