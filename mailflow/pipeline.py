@@ -51,7 +51,7 @@ from mailflow.store import (
     utcnow,
 )
 from mailflow.transitions import month_bounds
-from mailflow.workflow import delivery_failed, plan
+from mailflow.workflow import delivery_failed, plan, quarantine_notice
 
 log = logging.getLogger("mailflow")
 
@@ -222,6 +222,7 @@ class Desk:
                 "inbox %s quarantined: %s\n%s", item.inbox_id, reason, traceback.format_exc(limit=6)
             )
             self.store.quarantine(item.inbox_id, reason)
+            self._tell_director(item, reason)
             return Processed(item.inbox_id, "quarantined", None, reason)
         log.info(
             "inbox %s → %s %s (%s) %.0f ms",
@@ -232,6 +233,24 @@ class Desk:
             (time.perf_counter() - started) * 1000,
         )
         return result
+
+    def _tell_director(self, item: PendingItem, reason: str) -> None:
+        """A quarantined mail is reported to the (first) director, at most once an hour;
+        a failure to report never stops the others either."""
+        try:
+            head = self.store.raw.head(item.sha256, HEADER_BYTES)
+            mail = parse_mail(header_block(head))
+            sender, subject = (str(mail.sender) if mail.sender else ""), mail.subject
+        except Exception:  # noqa: BLE001 - the mail is broken: report what we know
+            sender, subject = "", ""
+        notice = quarantine_notice(self.config.directory, item.inbox_id, sender, subject, reason)
+        if notice is None:
+            return
+        try:
+            with self.store.transaction():
+                self.carry_out(Outcome(notices=(notice,)))
+        except Exception:  # noqa: BLE001
+            log.exception("could not tell the director about inbox %s", item.inbox_id)
 
     def _process(self, item: PendingItem) -> Processed:
         limit = self.config.settings.max_message_bytes

@@ -34,6 +34,7 @@ ONCE_PER = {
     "unknown_sender": timedelta(hours=24),
     "too_large": timedelta(hours=24),
     "security_alert": timedelta(hours=24),
+    "quarantined": timedelta(hours=1),
 }
 
 

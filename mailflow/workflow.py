@@ -264,3 +264,22 @@ def delivery_failed(
         notices=notices,
         note=note or f"delivery failed: {diagnostic[:200]}",
     )
+
+
+def quarantine_notice(
+    directory: Directory, inbox_id: int, sender: str, subject: str, reason: str
+) -> Notice | None:
+    """The director hears about a mail that could not be processed (DESIGN §2)."""
+    director = next(iter(directory.directors.values()), None)
+    if director is None:
+        return None
+    return Notice(
+        kind="quarantined",
+        to=(Address(director.email, director.name),),
+        language=director.language,
+        recipient_id=director.id,
+        context={
+            "recipient": {"id": director.id, "name": director.name},
+            "inbox": {"id": inbox_id, "sender": sender, "subject": subject, "reason": reason[:500]},
+        },
+    )

@@ -161,6 +161,9 @@ def test_a_malformed_mail_is_quarantined_and_the_batch_goes_on(
     assert len(service.store.list_requests()) == 2
     [bad] = service.store.list_quarantine()
     assert bad["state"] == "quarantined" and "ValueError: cannot parse this" in bad["reason"]
+    [told] = [row for row in service.store.list_outbox() if row["kind"] == "quarantined"]
+    assert told["to"] == ["tanaka@secretary.example"]
+    assert f"mailflow quarantine replay {bad['id']}" in told["body_text"]
     monkeypatch.setattr(pipeline, "parse_mail", real_parse)
     assert service.store.replay(bad["id"])
     service.desk.process_pending()

@@ -1004,3 +1004,26 @@ def test_older_notices_have_an_html_part_too(renderer: Renderer, kind: str, lang
     rendered = render(renderer, kind, language, recipient=RECIPIENTS["client"])
     assert rendered.html is not None and f'<html lang="{language}">' in rendered.html
     assert DESK_ADDRESS in rendered.html
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_quarantined_tells_the_director_how_to_replay(renderer: Renderer, language: str) -> None:
+    notice = Notice(
+        kind="quarantined",
+        to=(Address("tanaka@secretary.example", "田中 花子"),),
+        language=language,
+        recipient_id="tanaka",
+        context={
+            "recipient": {"id": "tanaka", "name": "田中 花子"},
+            "inbox": {
+                "id": 7,
+                "sender": "",
+                "subject": "{{ 7*7 }}",
+                "reason": "ValueError: broken\\nline",
+            },
+        },
+    )
+    rendered = renderer.render(notice, ref=None, desk_name=DESK_NAME, desk_address=DESK_ADDRESS)
+    assert "#7" in rendered.subject and "MF-" not in rendered.subject
+    assert "mailflow quarantine replay 7" in rendered.text
+    assert "{{ 7*7 }}" in rendered.text and "ValueError: broken" in rendered.text
