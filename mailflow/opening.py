@@ -269,10 +269,16 @@ def _suggestion(opening: Opening, directory: Directory) -> dict[str, Any]:
         member = directory.members.get(member_id) if member_id else None
         return {"id": member.id, "name": member.name} if member else None
 
+    # The director reads why this member and who else could do it; the full trace of
+    # every rule tried stays with the request (`mailflow explain`, `requests show`).
+    reasons = list(assignment.reasons) if assignment else []
+    if assignment and assignment.member is None:
+        reasons += [f"{member}: {why}" for member, why in assignment.rejected]
+    skills = ", ".join(opening.routing.skills) or "none recognised"
     return {
         "member": person(assignment.member if assignment else None),
         "runner_up": person(assignment.runner_up if assignment else None),
-        "reasons": list(_decision(opening).reasons),
+        "reasons": [f"rule {opening.routing.rule}; skills: {skills}", *reasons],
     }
 
 
