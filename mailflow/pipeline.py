@@ -302,17 +302,17 @@ class Desk:
             authenticated=auth.ok,
             auth_reason=auth.reason,
             hours_used=self._hours_used(row["client"] if row else None, now),
-            flood=self._flood(sender, now),
         )
 
-    def _flood(self, sender: Sender | None, now: datetime) -> str | None:
-        """Why this outside sender's mail is held as a possible loop, or None."""
-        if sender is None or self.config.directory.is_staff(sender.email):
+    def _caused_too_much(self, mail: ParsedMail | None, now: datetime) -> str | None:
+        """Why no more mail may be written because of this outside sender, or None."""
+        cause = mail.sender.email if mail is not None and mail.sender is not None else ""
+        if not cause or self.config.directory.is_staff(cause):
             return None
         windows = self.sender_windows
-        earlier = self.store.caused_times(sender.email, now - ratelimit.longest(windows))
+        earlier = self.store.caused_times(cause, now - ratelimit.longest(windows))
         over = ratelimit.over_limit(earlier, now, windows)
-        return f"possible mail loop with {sender.email}: {over}" if over else None
+        return f"possible mail loop with {cause}: {over}" if over else None
 
     def _authenticate(self, mail: ParsedMail, sender: Sender | None, ref: str | None) -> AuthResult:
         if sender is None:
@@ -566,10 +566,12 @@ class Desk:
     def _suppression(self, notice: Notice, mail: ParsedMail | None) -> str | None:
         """Why an automatic notice must not go out, or None (DESIGN §2: no loops).
 
-        Some kinds go to one address once a day at most. The sliding windows apply to
-        answers to the mail in hand — mail back to its own sender, which is how a loop
-        with a robot runs — and never to staff: a director with forty client mails at
-        9:00 gets forty notices.
+        Some kinds go to one address once a day at most. All mail one outside sender
+        causes (to staff too) is capped by ``sender_mail_limits``: a robot hiding behind
+        a client's address must not flood the director — its requests are still opened,
+        only the mail about them is held back. The per-recipient windows apply to
+        answers to the mail in hand, never to staff: a director with forty client mails
+        at 9:00 gets forty notices.
         """
         recipient = notice.to[0].email
         if not notice.automatic:
@@ -578,6 +580,9 @@ class Desk:
         interval = ratelimit.ONCE_PER.get(notice.kind)
         if interval and self.store.sent_kind_to(notice.kind, recipient, now - interval):
             return f"{notice.kind} already sent to {recipient} within {interval}"
+        flood = self._caused_too_much(mail, now)
+        if flood:
+            return flood
         answering = (
             mail is not None and mail.sender is not None and mail.sender.email == recipient.lower()
         )

@@ -92,7 +92,7 @@ class Defaults:
     # Automatic mail to one outside address: at most COUNT per SECONDS, for each window.
     automatic_mail_limits: tuple[tuple[int, int], ...] = ((3, 600), (20, 86400))
     # Mail the desk writes because of one outside sender (to anyone, staff included):
-    # beyond this the sender's mail is held as a possible loop.
+    # beyond this it is held back (recorded) as a possible loop.
     sender_mail_limits: tuple[tuple[int, int], ...] = ((30, 600), (100, 86400))
     working_hours: str = "09:00-18:00"
     holidays: str = "jp"

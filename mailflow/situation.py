@@ -85,8 +85,6 @@ class Situation:
     auth_reason: str = ""
     # Hours logged this month for the client of the mail's request (direct model).
     hours_used: float = 0.0
-    # Set when an outside sender already caused more desk mail than the limits allow.
-    flood: str | None = None
 
     @property
     def tz(self) -> ZoneInfo:

@@ -44,9 +44,6 @@ def plan(situation: Situation) -> Outcome:
         return _oversized(situation, *situation.oversized)
     if sender is None:
         return _unknown_sender(situation)
-    if situation.flood is not None:
-        # Kept for the director (quarantine list, digest); nothing is answered or opened.
-        return Outcome(hold_reason=situation.flood)
     if situation.request is not None:
         return _on_request(situation, situation.request)
     if sender.role is Role.CLIENT and sender.client_id is not None:

@@ -785,14 +785,17 @@ def test_auto_reply_storm_mail_to_the_robot_is_bounded_and_suppressions_recorded
         window = [t for t in times[index:] if t - moment < timedelta(minutes=10)]
         assert len(window) <= 3, f"more than 3 automatic mails within 10 minutes: {window}"
     if storm.style == "hiding-new":
-        # Each robot mail looked like a new request: each got a confirmation, or a
-        # recorded suppression saying why not — until the sender limits held the rest
-        # as a possible loop (kept, listed with the reason).
+        # Each robot mail looked like a new request and is one (nothing lost); each got
+        # a confirmation or a recorded suppression saying why not — the per-recipient
+        # windows first, then the cap on mail one sender may cause.
         confirmations = [row for row in storm.to_robot if row["kind"] == "confirmation"]
+        assert storm.requests == storm.robot_mails + 1
         assert len(confirmations) + len(storm.suppressed) == storm.requests
-        assert storm.requests + storm.held_as_loop == storm.robot_mails + 1
-        assert storm.held_as_loop >= storm.robot_mails - 100
-        assert all("rate limit" in s["reason"] for s in storm.suppressed)
+        assert len(storm.suppressed) >= storm.robot_mails - 20
+        assert all(
+            "rate limit" in s["reason"] or "possible mail loop" in s["reason"]
+            for s in storm.suppressed
+        )
     else:
         # Recognised (polite) or threaded into the first request (hiding): the desk
         # never answers the robot at all, so there is nothing to suppress.
