@@ -11,8 +11,8 @@
     of the mail was accepted and processed. Targets: peak RSS ≤ 200 MB; the second half
     takes about as long as the first (ratio ≤ 1.25).
 (b) **Digests**: an instance with ``--open-requests`` open requests (the same mix through
-    `mailflow ingest`), then in-process ``Service(home).desk.digest_preview(director)``
-    and a full ``desk.tick(at)`` at the next business day's digest time, which renders
+    `mailflow ingest`), then in-process ``Service(home).scheduler.digest_preview(director)``
+    and a full ``scheduler.tick(at)`` at the next business day's digest time, which renders
     and queues every digest. Target: the director's digest in ≤ 2 s.
 (c) **PostgreSQL**: ``--pg-backlog`` accepted mails on a private database (created and
     dropped here), processed by one `mailflow run --once`, then, after a reset, by two
@@ -237,13 +237,13 @@ def digests(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         times = []
         for _ in range(args.repeat):
             started = time.perf_counter()
-            rendered = service.desk.digest_preview(DIRECTOR, at)
+            rendered = service.scheduler.digest_preview(DIRECTOR, at)
             times.append(time.perf_counter() - started)
         if rendered is None:
             raise RuntimeError(f"no digest for {DIRECTOR} at {at}")
         before = {row["id"] for row in service.store.list_outbox()}
         started = time.perf_counter()
-        ran = service.desk.tick(at)
+        ran = service.scheduler.tick(at)
         tick_s = time.perf_counter() - started
         queued = [row for row in service.store.list_outbox() if row["id"] not in before]
     finally:
@@ -443,7 +443,7 @@ def print_tables(result: dict[str, Any]) -> None:
         )
         print(f"| its text | {d['digest_text_lines']:,} lines | |")
         print(
-            f"| full `desk.tick(at)` | {d['tick_s']} s ({d['tick_items']} items, "
+            f"| full `scheduler.tick(at)` | {d['tick_s']} s ({d['tick_items']} items, "
             f"{d['tick_outbox_rows']} mails queued) | |\n"
         )
     if "postgres" in result:

@@ -350,7 +350,7 @@ def tick(ctx: click.Context, at: str | None) -> None:
 
     def action(service: Any) -> None:
         moment = _moment(at, service)
-        ran = service.desk.tick(moment)
+        ran = service.scheduler.tick(moment)
         report = service.sender.flush()
         click.echo(f"ran {len(ran)} scheduled item(s); sent {report.sent}")
         for key in ran:
@@ -387,7 +387,7 @@ def digest(ctx: click.Context, email: str, at: str | None) -> None:
     """Print the daily digest a person would get (nothing is sent)."""
 
     def action(service: Any) -> None:
-        rendered = service.desk.digest_preview(email, _moment(at, service))
+        rendered = service.scheduler.digest_preview(email, _moment(at, service))
         if rendered is None:
             click.echo(f"mailflow: no digest for {email} (unknown, or nothing to report)", err=True)
             sys.exit(EXIT_ERROR)

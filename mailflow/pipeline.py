@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from mailflow import digest, ratelimit
+from mailflow import ratelimit
 from mailflow import threading as mfthreading
 from mailflow.assign import MemberLoad
 from mailflow.auth import AuthResult, authenticate
@@ -38,8 +38,7 @@ from mailflow.model import (
     Sender,
 )
 from mailflow.parse import parse_mail, safe_name
-from mailflow.render import Rendered, Renderer
-from mailflow.schedule import Scheduled, plan_tick
+from mailflow.render import Renderer
 from mailflow.situation import RequestView, Situation
 from mailflow.store import (
     AlreadyProcessed,
@@ -301,7 +300,7 @@ class Desk:
             request=RequestView.from_row(row) if row else None,
             authenticated=auth.ok,
             auth_reason=auth.reason,
-            hours_used=self._hours_used(row["client"] if row else None, now),
+            hours_used=self.hours_used(row["client"] if row else None, now),
         )
 
     def _caused_too_much(self, mail: ParsedMail | None, now: datetime) -> str | None:
@@ -326,7 +325,7 @@ class Desk:
             ref=ref,
         )
 
-    def _hours_used(self, client: str | None, now: datetime) -> float:
+    def hours_used(self, client: str | None, now: datetime) -> float:
         """Hours logged this month (desk time) for the client, against monthly_hours."""
         if client is None:
             return 0.0
@@ -462,87 +461,6 @@ class Desk:
         if outcome.new_request is not None:
             ref = self.store.reserve_ref(mfthreading.format_ref)
         return ref, [self._letter(notice, ref, mail) for notice in outcome.notices]
-
-    # -- scheduled work (DESIGN §2: synthetic events, same plan → commit → send path) --
-
-    def tick(self, now: datetime | None = None) -> list[str]:
-        """Run what is due at ``now``: reminders, overdue notices, estimate nudges,
-        digests. Each item's key is recorded in the same transaction as its effects, so
-        a repeated tick, a restart or a second daemon does nothing twice."""
-        now = now or self.clock()
-        ran = []
-        for item in self._due_work(now):
-            with self.store.transaction():
-                if not self.store.claim_scheduled(item.key):
-                    continue
-                self.carry_out(
-                    Outcome(
-                        request_ref=item.ref,
-                        events=(item.event,) if item.event else (),
-                        notices=(item.notice,) if item.notice else (),
-                    )
-                )
-            ran.append(item.key)
-        if ran:
-            log.info("scheduled work: %s", ", ".join(ran))
-        return ran
-
-    def _due_work(self, now: datetime) -> list[Scheduled]:
-        settings, directory = self.config.settings, self.config.directory
-        views = [RequestView.from_row(row) for row in self.store.open_request_rows()]
-        return plan_tick(
-            now,
-            views,
-            directory,
-            self.config.rules,
-            settings.tz,
-            self.calendar,
-            digest_time=settings.digest_time,
-            done=self.store.scheduled_keys(now - timedelta(days=3)),
-            held=self.store.list_quarantine(),
-            hours_used=self.month_hours(now),
-            state_since=self.store.state_since(v.ref for v in views if v.ref),
-        )
-
-    def month_hours(self, now: datetime) -> dict[str, float]:
-        """Hours used this month by every client with contracted monthly hours."""
-        return {
-            client.id: self._hours_used(client.id, now)
-            for client in self.config.directory.clients.values()
-            if client.monthly_hours
-        }
-
-    def digest_preview(self, email: str, now: datetime | None = None) -> Rendered | None:
-        """The digest ``email`` would get now, rendered; None when they get none."""
-        now = now or self.clock()
-        directory, settings = self.config.directory, self.config.settings
-        found = digest.preview(email, directory)
-        if found is None:
-            return None
-        role, person_id = found
-        views = [RequestView.from_row(row) for row in self.store.open_request_rows()]
-        context = digest.digest_for(
-            role,
-            person_id,
-            now,
-            views,
-            directory,
-            settings.tz,
-            held=self.store.list_quarantine(),
-            hours_used=self.month_hours(now),
-            calendar=self.calendar,
-        )
-        if context is None:
-            return None
-        notice = digest.digest_notice(
-            role, person_id, context, directory, address=email if role == "client" else None
-        )
-        if notice is None:
-            return None
-        desk = settings.desk
-        return self.renderer.render(
-            notice, ref=None, desk_name=desk.name, desk_address=desk.address
-        )
 
     def delivery_failed(self, row: OutboxRow, error: str) -> None:
         """The relay refused a mail for good: its request's director is told."""

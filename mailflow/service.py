@@ -25,6 +25,7 @@ from mailflow.instance import Config, load_config
 from mailflow.outbox import FlushReport, OutboxSender, make_transport
 from mailflow.pipeline import Desk, Processed
 from mailflow.render import Renderer
+from mailflow.scheduler import Scheduler
 from mailflow.settings import read_secret
 from mailflow.sources.files import read_messages
 from mailflow.sources.imap import ImapPoller
@@ -96,6 +97,7 @@ class Service:
         self.desk = Desk(
             self.config, self.store, self._renderer(), read_secret(self.config.settings)
         )
+        self.scheduler = Scheduler(self.desk)
         settings = self.config.settings
         self.sender = OutboxSender(
             self.store,
@@ -186,7 +188,7 @@ class Service:
 
     def _tick(self) -> None:
         try:
-            self.desk.tick()
+            self.scheduler.tick()
             self.sender.flush()
         except Exception:  # noqa: BLE001 - a failing schedule must not stop the mail
             log.exception("scheduled work failed; trying again in a minute")
