@@ -119,6 +119,24 @@ def any_home(home: Path, database_url: str) -> Path:
     return home
 
 
+def listen_on_free_port(home: Path) -> int:
+    """Point the instance's SMTP listener at a free loopback port; return the port."""
+    port = free_port()
+    toml = home / "mailflow.toml"
+    text = toml.read_text(encoding="utf-8")
+    toml.write_text(
+        text.replace('listen = "127.0.0.1:2525"', f'listen = "127.0.0.1:{port}"'), encoding="utf-8"
+    )
+    return port
+
+
+def deliver(service: Any, *raws: bytes) -> None:
+    """Accept mails as the SMTP listener would, then process them."""
+    for raw in raws:
+        service.store.accept(raw, "smtp", "")
+    service.desk.process_pending()
+
+
 # -- a private Dovecot (tests/dovecot.py) -----------------------------------------------
 
 

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import deliver
 from mails import client_mail
 
 from mailflow.service import Service
@@ -19,19 +20,13 @@ def service(any_home: Path) -> Iterator[Service]:
     running.store.close()
 
 
-def _accept(service: Service, *raws: bytes) -> None:
-    for raw in raws:
-        service.store.accept(raw, "smtp", "")
-    service.desk.process_pending()
-
-
 def _kinds(service: Service) -> Counter[str]:
     return Counter(row["kind"] for row in service.store.list_outbox())
 
 
 def test_an_unknown_sender_gets_one_polite_answer_per_day(service: Service) -> None:
     stranger = [client_mail(sender="new@prospect.example", subject=f"ご相談 {i}") for i in range(3)]
-    _accept(service, *stranger)
+    deliver(service, *stranger)
     assert _kinds(service) == {"unknown_sender": 1}
     [answer] = service.store.list_outbox()
     assert answer["to"] == ["new@prospect.example"] and "MF-" not in answer["subject"]
@@ -50,7 +45,7 @@ def test_auto_replies_from_a_client_get_nothing(service: Service) -> None:
         client_mail(subject="Out of Office", extra_headers="X-Autoreply: yes\r\n"),
         client_mail(subject="Re: x", extra_headers="Precedence: bulk\r\n"),
     ]
-    _accept(service, *out_of_office)
+    deliver(service, *out_of_office)
     assert service.store.list_requests() == []
     assert service.store.list_outbox() == []
 
@@ -58,7 +53,7 @@ def test_auto_replies_from_a_client_get_nothing(service: Service) -> None:
 def test_a_robot_that_hides_is_capped_by_the_rate_limit(service: Service) -> None:
     """An autoresponder without any header: only the windows stop the loop."""
     storm = [client_mail(subject=f"ご連絡 {i}") for i in range(8)]
-    _accept(service, *storm)
+    deliver(service, *storm)
     kinds = _kinds(service)
     assert kinds["confirmation"] == 3  # 3 per 10 minutes to one client address
     assert kinds["new_request"] == 8  # staff are never capped: the director sees all
@@ -71,7 +66,7 @@ def test_a_robot_that_hides_is_capped_by_the_rate_limit(service: Service) -> Non
 def test_mail_from_ourselves_is_a_loop(service: Service) -> None:
     ours = client_mail(sender="desk@secretary.example", name="Desk")
     echoed = client_mail(extra_headers="X-Mailflow-Loop: secretary.example\r\n")
-    _accept(service, ours, echoed)
+    deliver(service, ours, echoed)
     assert service.store.list_requests() == []
     assert service.store.list_outbox() == []
 
@@ -96,9 +91,9 @@ def _dsn(original_message_id: str, recipient: str) -> bytes:
 
 
 def test_a_bounce_of_our_mail_alerts_the_director_of_the_request(service: Service) -> None:
-    _accept(service, client_mail())
+    deliver(service, client_mail())
     confirmation = next(r for r in service.store.list_outbox() if r["kind"] == "confirmation")
-    _accept(service, _dsn(confirmation["message_id"], "yamada@acme.example"))
+    deliver(service, _dsn(confirmation["message_id"], "yamada@acme.example"))
     alerts = [r for r in service.store.list_outbox() if r["kind"] == "bounce_alert"]
     assert len(alerts) == 1
     assert alerts[0]["to"] == ["tanaka@secretary.example"]
@@ -112,7 +107,7 @@ def test_a_bounce_of_our_mail_alerts_the_director_of_the_request(service: Servic
 
 
 def test_a_bounce_of_mail_we_never_sent_is_only_noted(service: Service) -> None:
-    _accept(service, _dsn("<not-ours@elsewhere.example>", "someone@acme.example"))
+    deliver(service, _dsn("<not-ours@elsewhere.example>", "someone@acme.example"))
     assert service.store.list_outbox() == []
     assert service.store.list_requests() == []
 
@@ -126,7 +121,7 @@ def test_an_oversized_mail_is_kept_and_answered_once(any_home: Path) -> None:
     service = Service(any_home)
     try:
         big = client_mail(subject="動画の編集", body="あ" * 5000)
-        _accept(service, big, client_mail(subject="動画の編集（再送）", body="い" * 5000))
+        deliver(service, big, client_mail(subject="動画の編集（再送）", body="い" * 5000))
         held = service.store.list_quarantine()
         assert [row["state"] for row in held] == ["held", "held"]
         assert "too large" in held[0]["reason"]

@@ -19,7 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from conftest import free_port
+from conftest import listen_on_free_port
 from mails import client_mail, english_mail
 
 from mailflow.outbox import OutboxSender
@@ -113,16 +113,7 @@ def test_the_daemon_answers_smtp_within_two_seconds(home: Path) -> None:
     """What `make run` promises: a mail to the listener → a confirmation in data/sent/."""
     import smtplib
 
-    port = free_port()
-    toml = home / "mailflow.toml"
-    toml.write_text(
-        re.sub(
-            r'listen = "127\.0\.0\.1:2525"',
-            f'listen = "127.0.0.1:{port}"',
-            toml.read_text(encoding="utf-8"),
-        ),
-        encoding="utf-8",
-    )
+    port = listen_on_free_port(home)
     daemon = _mailflow(home, "run")
     try:
         _wait_for_port(port)

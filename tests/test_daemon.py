@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -12,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from conftest import free_port
+from conftest import listen_on_free_port
 
 
 def _start(home: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -24,22 +23,8 @@ def _start(home: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
     )
 
 
-def _listen_on_free_port(home: Path) -> int:
-    port = free_port()
-    toml = home / "mailflow.toml"
-    toml.write_text(
-        re.sub(
-            r'listen = "127\.0\.0\.1:2525"',
-            f'listen = "127.0.0.1:{port}"',
-            toml.read_text(encoding="utf-8"),
-        ),
-        encoding="utf-8",
-    )
-    return port
-
-
 def test_ready_and_watchdog_reach_systemd_and_sigterm_stops_quickly(home: Path) -> None:
-    _listen_on_free_port(home)
+    listen_on_free_port(home)
     folder = tempfile.mkdtemp()
     path = os.path.join(folder, "notify")
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as systemd:
@@ -63,7 +48,7 @@ def test_ready_and_watchdog_reach_systemd_and_sigterm_stops_quickly(home: Path) 
 
 
 def test_sighup_reloads_people_and_a_bad_edit_is_refused(home: Path) -> None:
-    _listen_on_free_port(home)
+    listen_on_free_port(home)
     daemon = _start(home, {})
     try:
         time.sleep(1.5)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import deliver
 from mails import client_mail, english_mail
 
 from mailflow.cli import main
@@ -21,18 +22,12 @@ def service(home: Path) -> Iterator[Service]:
     running.store.close()
 
 
-def _accept(service: Service, *raws: bytes) -> None:
-    for raw in raws:
-        service.store.accept(raw, "smtp", "")
-    service.desk.process_pending()
-
-
 def _outbox(service: Service, kind: str) -> list[dict]:  # type: ignore[type-arg]
     return [row for row in service.store.list_outbox() if row["kind"] == kind]
 
 
 def test_director_gets_a_suggested_member_with_reasons(service: Service) -> None:
-    _accept(
+    deliver(
         service, client_mail(subject="競合調査のお願い", body="競合3社の料金を調査してください。\n")
     )
     [request] = service.store.list_requests()
@@ -51,7 +46,7 @@ def test_director_gets_a_suggested_member_with_reasons(service: Service) -> None
 
 def test_load_spreads_assignments_over_members(service: Service) -> None:
     """The suggestion moves on as the first choice gets work (least loaded first)."""
-    _accept(service, client_mail(subject="調査A", body="市場を調査してください。\n"))
+    deliver(service, client_mail(subject="調査A", body="市場を調査してください。\n"))
     first = service.store.show_request("MF-0001")
     assert first is not None
     suggested = first["decision"]["suggested_member"]
@@ -66,7 +61,7 @@ def test_load_spreads_assignments_over_members(service: Service) -> None:
         kind="assigned",
         detail=json.dumps({"member": suggested}),
     )
-    _accept(service, client_mail(subject="調査B", body="別の市場も調査してください。\n"))
+    deliver(service, client_mail(subject="調査B", body="別の市場も調査してください。\n"))
     second = service.store.show_request("MF-0002")
     assert second is not None
     assert second["decision"]["suggested_member"] != suggested
@@ -74,7 +69,7 @@ def test_load_spreads_assignments_over_members(service: Service) -> None:
 
 def test_the_clients_deadline_and_format_are_read(service: Service) -> None:
     body = "お世話になっております。\n顧客リストの入力を12月3日までにExcelでお願いします。\n"
-    _accept(service, client_mail(subject="データ入力", body=body))
+    deliver(service, client_mail(subject="データ入力", body=body))
     [request] = service.store.list_requests()
     assert request["due"].startswith("2026-12-03")
     shown = service.store.show_request(request["ref"])
@@ -85,13 +80,13 @@ def test_the_clients_deadline_and_format_are_read(service: Service) -> None:
 
 def test_without_a_deadline_the_default_business_days_apply(service: Service) -> None:
     # Thu 2026-11-26 10:00 JST + 3 business days → Tue 2026-12-01.
-    _accept(service, client_mail(subject="資料作成", body="営業資料を作成してください。\n"))
+    deliver(service, client_mail(subject="資料作成", body="営業資料を作成してください。\n"))
     [request] = service.store.list_requests()
     assert request["due"].startswith("2026-12-01")
 
 
 def test_phone_work_is_out_of_scope_for_client_and_director(service: Service) -> None:
-    _accept(service, client_mail(subject="予約の件", body="電話での予約代行をお願いします。\n"))
+    deliver(service, client_mail(subject="予約の件", body="電話での予約代行をお願いします。\n"))
     [request] = service.store.list_requests()
     assert request["state"] == "on_hold"
     notices = _outbox(service, "out_of_scope")
@@ -104,7 +99,7 @@ def test_phone_work_is_out_of_scope_for_client_and_director(service: Service) ->
 
 def test_direct_member_lacking_a_skill_flags_client_and_coordinator(service: Service) -> None:
     # gamma's dedicated member takahashi does accounting, data entry and scheduling.
-    _accept(
+    deliver(
         service,
         client_mail(
             sender="kato@gamma.example",
@@ -129,7 +124,7 @@ def test_auto_assign_rule_assigns_without_the_director(home: Path) -> None:
     rules.write_text(text.replace("routes:\n", auto, 1), encoding="utf-8")
     service = Service(home)
     try:
-        _accept(
+        deliver(
             service,
             english_mail(
                 sender="lee@delta.example",
