@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from mailflow import ratelimit
 from mailflow import threading as mfthreading
@@ -66,6 +66,20 @@ COMMIT_EVERY = 50
 HEADER_BYTES = 256 * 1024
 # A backlog this large is shared among worker processes (see process_pending).
 WORKERS_FROM = 200
+# How long a worker with nothing to do waits for more mail to be accepted.
+IDLE_WAIT = 0.02
+
+
+class Flag(Protocol):
+    """A threading or multiprocessing Event."""
+
+    def is_set(self) -> bool: ...
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
+# Outside a crew, all there is to process has been accepted.
+ALL_ACCEPTED = threading.Event()
+ALL_ACCEPTED.set()
 
 
 @dataclass(frozen=True)
@@ -123,7 +137,9 @@ class Desk:
         if not self.store.is_sqlite:
             return self._process_locked(stop)
         if workers > 1 and self.store.count_pending() >= WORKERS_FROM:
-            return self._process_in_workers(workers, stop)
+            with self.crew(workers, stop) as crew:
+                pass  # the backlog is all there: the workers only drain it
+            return crew.processed
         done: list[Processed] = []
         while not stop.is_set():
             batch = self.store.pending(limit)
@@ -142,14 +158,28 @@ class Desk:
                             done.append(result)
         return done
 
-    def _process_share(self, share: tuple[int, int], stop: threading.Event) -> list[Processed]:
+    def _process_share(
+        self,
+        share: tuple[int, int],
+        stop: threading.Event,
+        accepted_all: Flag = ALL_ACCEPTED,
+    ) -> list[Processed]:
         """One worker's part of a backlog, a short transaction per mail: rendering happens
-        before it (see _process), so the other workers write while this one prepares."""
+        before it (see _process), so the other workers write while this one prepares.
+
+        Until ``accepted_all`` is set (the crew's parent is still accepting), an empty
+        share means "not yet", not "done".
+        """
         done: list[Processed] = []
         while not stop.is_set():
+            # Read before the query: once it is set, the query sees every accepted row.
+            finished = accepted_all.is_set()
             batch = self.store.pending(share=share)
             if not batch:
-                return done
+                if finished:
+                    return done
+                accepted_all.wait(IDLE_WAIT)
+                continue
             for item in batch:
                 if stop.is_set():
                     break
@@ -158,38 +188,10 @@ class Desk:
                     done.append(result)
         return done
 
-    def _process_in_workers(self, workers: int, stop: threading.Event) -> list[Processed]:
-        """Fork ``workers - 1`` processes; each takes the rows of its id modulo ``workers``
-        and sends back what it did. Exactly-once still rests on the conditional claim."""
-        context = multiprocessing.get_context("fork")
-        self.store.share_between_processes()
-        self.store.close()  # a SQLite connection must not cross a fork
-        children = []
-        for part in range(1, workers):
-            receiver, sender = context.Pipe(duplex=False)
-            child = context.Process(
-                target=self._worker, args=(sender, (part, workers), stop), daemon=True
-            )
-            child.start()
-            sender.close()
-            children.append((child, receiver))
-        done = self._process_share((0, workers), stop)
-        for child, receiver in children:
-            try:
-                done += receiver.recv()
-            except EOFError:
-                log.error("worker %s ended without a report", child.pid)
-            child.join()
-        self.store.stop_sharing()
-        # Whatever a dead worker left accepted is still there: take it now.
-        return done + self._process_share((0, 1), stop)
-
-    def _worker(self, report: Any, share: tuple[int, int], stop: threading.Event) -> None:
-        try:
-            report.send(self._process_share(share, stop))
-        finally:
-            report.close()
-            self.store.close()
+    def crew(self, workers: int, stop: threading.Event | None = None) -> Crew:
+        """Worker processes that process accepted mail while the caller goes on
+        accepting (``with desk.crew(n) as crew: …accept…``; then ``crew.processed``)."""
+        return Crew(self, workers, stop or threading.Event())
 
     def _process_locked(self, stop: threading.Event) -> list[Processed]:
         """PostgreSQL: each message inside a transaction that holds its row lock, so that
@@ -407,6 +409,8 @@ class Desk:
     ) -> Processed:
         # Files of a refused (spoofed) or automatic mail never join a request.
         trusted = situation.classification is Classification.HUMAN and not outcome.hold_reason
+        if trusted and (outcome.request_ref or outcome.new_request):
+            self.store.keep_files(mail.attachments)
         with self.store.transaction():
             self.store.claim(inbox_id)
             ref = self.carry_out(
@@ -582,6 +586,64 @@ class Desk:
         if self.config.directory.is_staff(cause):
             cause = ""
         self.store.add_outbox(replace(draft, inbox_id=inbox_id, cause=cause))
+
+
+class Crew:
+    """Worker processes that share the accepted mail by id (worker k of n takes the ids
+    that are k modulo n) while the process that made them goes on accepting more.
+
+    Accepting is I/O (reading files or IMAP, fsync); processing is CPU. With the two
+    overlapping, `ingest` and `run --once` take about as long as the slower of the two
+    instead of their sum. Exactly-once still rests on each mail's conditional claim: a
+    worker that dies leaves its mail accepted, and the parent takes it on leaving.
+
+    Only a process without other threads may fork, so the crew is formed before any
+    (the IMAP drain's threads come after).
+    """
+
+    def __init__(self, desk: Desk, workers: int, stop: threading.Event) -> None:
+        self.desk = desk
+        self.workers = workers
+        self.stop = stop
+        self.processed: list[Processed] = []
+        self._context = multiprocessing.get_context("fork")
+        self._accepted_all = self._context.Event()
+        self._children: list[tuple[Any, Any]] = []
+
+    def __enter__(self) -> Crew:
+        store = self.desk.store
+        if not store.ready_to_fork():
+            log.warning("a database connection is still open: processing in this process")
+            return self
+        store.share_between_processes()
+        for part in range(self.workers):
+            receiver, sender = self._context.Pipe(duplex=False)
+            child = self._context.Process(
+                target=self._work, args=(sender, (part, self.workers)), daemon=True
+            )
+            child.start()
+            sender.close()
+            self._children.append((child, receiver))
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._accepted_all.set()
+        for child, receiver in self._children:
+            try:
+                self.processed += receiver.recv()
+            except EOFError:
+                log.error("worker %s ended without a report", child.pid)
+            child.join()
+        self.desk.store.stop_sharing()
+        # Whatever a dead worker left accepted is still there: take it now.
+        self.processed += self.desk._process_share((0, 1), self.stop)
+
+    def _work(self, report: Any, share: tuple[int, int]) -> None:
+        try:
+            report.send(self.desk._process_share(share, self.stop, self._accepted_all))
+        finally:
+            report.close()
+            self.desk.store.close()
 
 
 def _windows(limits: tuple[tuple[int, int], ...]) -> tuple[ratelimit.Window, ...]:

@@ -8,13 +8,14 @@ SIGHUP reloads people, rules and templates.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import signal
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -119,25 +120,38 @@ class Service:
     def run_once(self, *, drain_mailboxes: bool = False) -> RoundReport:
         """Process what was accepted and send what is due; with ``drain_mailboxes``, first
         fetch every IMAP mailbox (each on its own: one failing does not stop the others)."""
-        mailboxes = self.imap.drain_all(self.store.accept_many) if drain_mailboxes else {}
-        # A one-shot drain has no listener threads, so a backlog may use worker processes.
-        workers = backlog_workers() if drain_mailboxes else 1
-        processed = self.desk.process_pending(stop=self._stop, workers=workers)
+        workers = backlog_workers()
+        if drain_mailboxes and self.imap.sources and workers > 1:
+            # A one-shot drain has no listener threads, so worker processes can process
+            # what the drain accepts while it goes on fetching.
+            with self.desk.crew(workers, self._stop) as crew:
+                mailboxes = self.imap.drain_all(self.store.accept_many)
+            processed = crew.processed
+        else:
+            mailboxes = self.imap.drain_all(self.store.accept_many) if drain_mailboxes else {}
+            processed = self.desk.process_pending(
+                stop=self._stop, workers=workers if drain_mailboxes else 1
+            )
         return RoundReport(processed, self.sender.flush(), mailboxes)
 
     def ingest(self, paths: Iterable[str], stdin: BinaryIO | None = None) -> list[Accepted]:
-        """Accept every message under ``paths``, then process them all."""
-        accepted: list[Accepted] = []
-        batch: list[tuple[bytes, str, str]] = []
-        for path in paths:
-            for raw, source_ref in read_messages(path, stdin=stdin):
-                batch.append((raw, "ingest", source_ref))
-                if len(batch) >= INGEST_BATCH:
-                    accepted += self.store.accept_many(batch)
-                    batch = []
-        if batch:
-            accepted += self.store.accept_many(batch)
-        self.desk.process_pending(workers=backlog_workers())
+        """Accept every message under ``paths`` and process them all; more than a batch
+        is processed by worker processes while the rest is still being accepted."""
+        messages = (
+            (raw, "ingest", ref) for path in paths for raw, ref in read_messages(path, stdin=stdin)
+        )
+        batches = _batched(messages, INGEST_BATCH)
+        accepted = self.store.accept_many(next(batches, []))
+        following = next(batches, None)
+        workers = backlog_workers()
+        if following is None or workers == 1:
+            for batch in itertools.chain([following or []], batches):
+                accepted += self.store.accept_many(batch)
+            self.desk.process_pending(workers=workers)
+            return accepted
+        with self.desk.crew(workers, self._stop):
+            for batch in itertools.chain([following], batches):
+                accepted += self.store.accept_many(batch)
         return accepted
 
     # -- the daemon -----------------------------------------------------------------------
@@ -274,6 +288,17 @@ def watchdog_interval() -> float | None:
     if not value or not value.isdigit():
         return None
     return int(value) / 2_000_000
+
+
+def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def backlog_workers() -> int:

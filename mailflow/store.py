@@ -13,6 +13,7 @@ replay after a crash, finds nothing to flip and rolls back.
 from __future__ import annotations
 
 import fcntl
+import gc
 import json
 import os
 import re
@@ -343,8 +344,12 @@ def _fsync_path(path: Path) -> None:
 def fsync_all(paths: Sequence[Path], directory: Path) -> None:
     """Make files and their directory durable. The fsyncs run side by side, so the file
     system commits its journal a few times for a batch instead of once per file."""
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        list(pool.map(_fsync_path, paths))
+    if len(paths) > 1:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(_fsync_path, paths))
+    else:
+        for path in paths:
+            _fsync_path(path)
     _fsync_path(directory)
 
 
@@ -599,6 +604,31 @@ class Store:
         """
         self._turns = self.raw.root.parent / ".write-turn"
 
+    def ready_to_fork(self) -> bool:
+        """Close this thread's connection and say whether no other is open.
+
+        SQLite keeps per-process state about its open files; a child forked while any
+        connection of the parent is open (even one of a finished thread, waiting in a
+        reference cycle for the collector) inherits that state and corrupts the database
+        when it writes.
+        """
+        self.close()
+        if not self.is_sqlite:
+            return True
+        gc.collect()
+        database = os.path.realpath(self.database.database)
+        descriptors = Path("/proc/self/fd")
+        if not descriptors.is_dir():
+            return True
+        for descriptor in descriptors.iterdir():
+            try:
+                target = os.readlink(descriptor)
+            except OSError:
+                continue  # closed while listing
+            if target.startswith(database):
+                return False
+        return True
+
     def stop_sharing(self) -> None:
         self._turns = None
         if self._turn_file is not None:
@@ -628,6 +658,8 @@ class Store:
 
     def accept_many(self, messages: Sequence[tuple[bytes, str, str]]) -> list[Accepted]:
         """Accept a batch in one transaction (ingest and IMAP drains commit per batch)."""
+        if not messages:
+            return []
         keyed = [
             (header_message_id(raw), self._sha256(raw), raw, source, source_ref)
             for raw, source, source_ref in messages
@@ -959,9 +991,17 @@ class Store:
             },
         )
 
+    def keep_files(self, attachments: Sequence[Any]) -> None:
+        """Store attachments' bytes by sha256, before the transaction that records them:
+        the fsyncs then never hold the write lock, and a file whose row never comes is
+        only an unused blob."""
+        if attachments:
+            self.files.put_many([(a.sha256, a.payload) for a in attachments])
+
     def add_file(self, ref: str | None, inbox_id: int | None, attachment: Any) -> None:
-        """Keep an attachment: bytes by sha256, a row with the names for display."""
-        self.files.put(attachment.sha256, attachment.payload)
+        """Record a kept attachment (see keep_files): a row with the names for display."""
+        if not self.files.path(attachment.sha256).exists():
+            raise StoreError(f"attachment {attachment.sha256} was not kept before its row")
         FileRecord.create(
             request=self._request_id(ref) if ref else None,
             inbox_id=inbox_id,

@@ -244,3 +244,37 @@ def test_a_large_backlog_is_shared_among_workers_exactly_once(home: Path, tmp_pa
     assert sorted(r["subject"] for r in requests) == sorted(f"依頼 {i}" for i in range(count))
     assert len({r["ref"] for r in requests}) == count
     assert kinds.count("confirmation") == count and kinds.count("new_request") == count
+
+
+def test_ingest_processes_while_it_accepts_each_mail_exactly_once(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More than a batch: worker processes take mail while the rest is still accepted."""
+    import mailflow.service
+    from mailflow.service import INGEST_BATCH
+
+    monkeypatch.setattr(mailflow.service, "backlog_workers", lambda: 2)
+    count = 2 * INGEST_BATCH + 30
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for index in range(count):
+        (folder / f"{index:04d}.eml").write_bytes(
+            client_mail(
+                sender=f"staff{index}@delta-trading.example",
+                subject=f"件名 {index}",
+                message_id=f"<many-{index}@client.example>",
+            )
+        )
+    service = Service(home)
+    try:
+        accepted = service.ingest([str(folder)])
+        requests = service.store.list_requests()
+        pending = service.store.count_pending()
+        kinds = [row["kind"] for row in service.store.list_outbox()]
+    finally:
+        service.store.close()
+    assert len(accepted) == count and not any(item.duplicate for item in accepted)
+    assert sorted(r["subject"] for r in requests) == sorted(f"件名 {i}" for i in range(count))
+    assert len({r["ref"] for r in requests}) == count
+    assert pending == 0
+    assert kinds.count("new_request") == count
