@@ -11,8 +11,9 @@ Client text only ever reaches a template as a variable value: it is never compil
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from email.utils import parseaddr
@@ -33,6 +34,7 @@ REQUIRED_PARTS = ("subject", "txt")
 FALLBACK_LANGUAGES = ("ja", "en")
 
 _WEEKDAYS_JA = "月火水木金土日"
+_ISO_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _SKILL_LABELS = {
     "ja": {
         "research": "リサーチ・調査",
@@ -104,6 +106,9 @@ class Renderer:
         self.env = _build_environment(self.template_dirs)
         self.names = frozenset(self.env.list_templates(extensions=["j2"]))
         self.languages = frozenset(name.split("/")[0] for name in self.names if "/" in name)
+        # Compiled templates by name, so a render skips the environment's loader and cache
+        # look-up. Kept per Renderer: the new one a reload (SIGHUP) builds starts empty.
+        self._templates: dict[str, jinja2.Template] = {}
 
     @classmethod
     def default(
@@ -184,17 +189,48 @@ class Renderer:
 
     def _render(self, language: str, kind: str, part: str, context: Mapping[str, Any]) -> str:
         name = self._name(language, kind, part)
-        if name not in self.names:
-            raise MissingTemplateError(name, [str(d) for d in self.template_dirs])
-        return self.env.get_template(name).render(context)
+        template = self._templates.get(name)
+        if template is None:
+            if name not in self.names:
+                raise MissingTemplateError(name, [str(d) for d in self.template_dirs])
+            template = self._templates[name] = self.env.get_template(name)
+        return template.render(context)
 
     @staticmethod
     def _name(language: str, kind: str, part: str) -> str:
         return f"{language}/{kind}.{part}.j2"
 
 
+# Names a plain dict answers as attributes (its methods): ``x.items`` must stay the method.
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
+
+class _Environment(jinja2.Environment):
+    """Jinja's environment, with the lookups every render repeats made cheaper.
+
+    Results are exactly Jinja's own; only the work to reach them differs.
+    """
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # Contexts are plain dicts, and Jinja tries ``getattr`` first: for ``request.due``
+        # that raises and catches an AttributeError before the key is read. A plain dict has
+        # no attributes but its class's, so reading the key directly gives the same value.
+        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except KeyError:
+                return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
+
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        # Jinja chains each template's globals to the environment's so later changes to
+        # ``env.globals`` show through; ours are fixed once built, and a plain dict is much
+        # cheaper to copy into each render's context than a ChainMap.
+        return {**self.globals, **(d or {})}
+
+
 def _build_environment(dirs: Sequence[Path]) -> jinja2.Environment:
-    env = jinja2.Environment(
+    env = _Environment(
         loader=jinja2.FileSystemLoader([str(d) for d in dirs]),
         undefined=jinja2.StrictUndefined,
         autoescape=_autoescape,
@@ -225,12 +261,9 @@ def _autoescape(name: str | None) -> bool:
 
 def _tidy_text(text: str) -> str:
     # Trailing blanks go, except in "-- ", the signature separator mail readers know.
-    lines = [_rstrip(line) for line in text.replace("\r\n", "\n").split("\n")]
-    return "\n".join(lines).strip("\n") + "\n"
-
-
-def _rstrip(line: str) -> str:
-    return line if line == "-- " else line.rstrip()
+    lines = text.replace("\r\n", "\n").split("\n")
+    tidy = [line if line == "-- " else line.rstrip() for line in lines]
+    return "\n".join(tidy).strip("\n") + "\n"
 
 
 # Filters. Each takes plain values and returns text; none of them evaluates its input.
@@ -260,8 +293,9 @@ def quote(value: object) -> str:
 
 def nl2br(value: object) -> Markup:
     """Escaped text with line breaks kept as ``<br>``: safe to put in HTML."""
-    lines = str(value).replace("\r\n", "\n").split("\n")
-    return Markup("<br>\n").join(escape(line) for line in lines)
+    text = str(value).replace("\r\n", "\n")
+    # Escaping leaves "\n" alone, so the text is escaped whole rather than line by line.
+    return Markup(str(escape(text)).replace("\n", "<br>\n"))
 
 
 def filesize(value: object) -> str:
@@ -280,6 +314,18 @@ def format_date(value: object, lang: str = "ja") -> str:
     The time is shown only when there is one (not midnight, not a bare date); text that is
     not ISO comes back unchanged.
     """
+    if type(value) is str and type(lang) is str:
+        # A request's deadline is written in every part of every letter about it.
+        return _format_date_text(value, lang)
+    return _format_date(value, lang)
+
+
+@functools.lru_cache(maxsize=1024)
+def _format_date_text(value: str, lang: str) -> str:
+    return _format_date(value, lang)
+
+
+def _format_date(value: object, lang: str) -> str:
     parsed = _parse_iso(value)
     if parsed is None:
         return str(value)
@@ -298,7 +344,7 @@ def _parse_iso(value: object) -> date | datetime | None:
         return value
     text = str(value).strip()
     try:
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        if _ISO_DATE_RE.fullmatch(text):
             return date.fromisoformat(text)
         return datetime.fromisoformat(text)
     except ValueError:

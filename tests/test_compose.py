@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
+import re
 from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
 from typing import Any
@@ -187,3 +189,30 @@ def test_crlf_in_any_header_value_is_stripped(field: str) -> None:
 def test_naive_dates_are_refused() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         build(date=datetime(2026, 12, 1, 9, 30))
+
+
+@pytest.mark.parametrize("size", [0, 1, 56, 57, 58, 114, 115, 4000])
+def test_base64_lines_are_those_of_encodebytes(size: int) -> None:
+    payload = (bytes(range(256)) * 16)[:size]
+    file = Attachment(
+        filename="a.bin",
+        safe_name="a.bin",
+        content_type="application/octet-stream",
+        payload=payload,
+    )
+    raw = build(attachments=(file,))
+    expected = base64.encodebytes(payload).replace(b"\n", b"\r\n")
+    assert b"Content-Transfer-Encoding: base64\r\n\r\n" + expected + b"\r\n--" in raw
+
+
+@pytest.mark.parametrize("name", ["a" * 38 + "😀b", "é" * 30, "ｱ" * 13 + "a", "😀" * 12, "山" * 13])
+def test_encoded_words_are_full_and_never_split_a_character(name: str) -> None:
+    raw = build(to=(Address("x@y.example", name),)).decode("ascii")
+    to = raw.split("\r\nTo: ", 1)[1].split("\r\nCc: ")[0].split("\r\nReply-To: ")[0]
+    words = [base64.b64decode(w) for w in re.findall(r"=\?utf-8\?b\?([^?]*)\?=", to)]
+    assert b"".join(words).decode("utf-8") == name
+    for word, following in zip(words, words[1:], strict=False):
+        word.decode("utf-8")  # whole characters only
+        # Each word is as long as it can be: the next character would not have fitted.
+        first = following.decode("utf-8")[0].encode("utf-8")
+        assert len(word) <= 39 < len(word) + len(first)
