@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import threading
 import time
 import traceback
@@ -639,11 +640,29 @@ class Crew:
         self.processed += self.desk._process_share((0, 1), self.stop)
 
     def _work(self, report: Any, share: tuple[int, int]) -> None:
+        accepted_all = _UnlessOrphaned(self._accepted_all, os.getppid())
         try:
-            report.send(self.desk._process_share(share, self.stop, self._accepted_all))
+            report.send(self.desk._process_share(share, self.stop, accepted_all))
         finally:
             report.close()
             self.desk.store.close()
+
+
+
+class _UnlessOrphaned:
+    """A crew's "all accepted" flag that also counts as set once the parent is gone
+    (killed mid-accept): the worker then finishes what is there instead of waiting for
+    a signal that will never come."""
+
+    def __init__(self, flag: Flag, parent: int) -> None:
+        self.flag = flag
+        self.parent = parent
+
+    def is_set(self) -> bool:
+        return self.flag.is_set() or os.getppid() != self.parent
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.flag.wait(timeout) or self.is_set()
 
 
 def _windows(limits: tuple[tuple[int, int], ...]) -> tuple[ratelimit.Window, ...]:
