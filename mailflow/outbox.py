@@ -173,6 +173,11 @@ class FlushReport:
     retried: int = 0
     failed: int = 0
 
+    def __add__(self, other: FlushReport) -> FlushReport:
+        return FlushReport(
+            self.sent + other.sent, self.retried + other.retried, self.failed + other.failed
+        )
+
 
 def _report(outcomes: list[str]) -> FlushReport:
     return FlushReport(outcomes.count("sent"), outcomes.count("retry"), outcomes.count("failed"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import threading
 import time
@@ -627,17 +628,35 @@ class Crew:
             self._children.append((child, receiver))
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def all_accepted(self) -> None:
+        """Nothing more is coming: workers end once their share is done."""
         self._accepted_all.set()
-        for child, receiver in self._children:
-            try:
-                self.processed += receiver.recv()
-            except EOFError:
-                log.error("worker %s ended without a report", child.pid)
-            child.join()
+
+    def working(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for reports; whether any worker has yet to report."""
+        waiting = [receiver for _, receiver in self._children]
+        for receiver in multiprocessing.connection.wait(waiting, timeout):
+            self._collect(receiver)
+        return bool(self._children)
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.all_accepted()
+        while self._children:
+            self._collect(self._children[0][1])
         self.desk.store.stop_sharing()
         # Whatever a dead worker left accepted is still there: take it now.
         self.processed += self.desk._process_share((0, 1), self.stop)
+
+    def _collect(self, receiver: Any) -> None:
+        """Take one worker's report (read before joining: a large one fills the pipe)."""
+        child = next(child for child, r in self._children if r is receiver)
+        try:
+            self.processed += receiver.recv()
+        except EOFError:
+            log.error("worker %s ended without a report", child.pid)
+        child.join()
+        receiver.close()
+        self._children = [(c, r) for c, r in self._children if r is not receiver]
 
     def _work(self, report: Any, share: tuple[int, int]) -> None:
         accepted_all = _UnlessOrphaned(self._accepted_all, os.getppid())
@@ -646,7 +665,6 @@ class Crew:
         finally:
             report.close()
             self.desk.store.close()
-
 
 
 class _UnlessOrphaned:

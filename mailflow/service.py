@@ -40,6 +40,9 @@ STORE_RETRY_SECONDS = 5.0
 # How many messages `ingest` accepts per transaction: one commit per batch, not per mail.
 INGEST_BATCH = 200
 
+# How often `run --once` sends what its worker processes have written meanwhile.
+SEND_EVERY = 0.5
+
 
 def database_url(config: Config) -> str:
     settings = config.settings
@@ -126,12 +129,16 @@ class Service:
             # what the drain accepts while it goes on fetching.
             with self.desk.crew(workers, self._stop) as crew:
                 mailboxes = self.imap.drain_all(self.store.accept_many)
-            processed = crew.processed
-        else:
-            mailboxes = self.imap.drain_all(self.store.accept_many) if drain_mailboxes else {}
-            processed = self.desk.process_pending(
-                stop=self._stop, workers=workers if drain_mailboxes else 1
-            )
+                crew.all_accepted()
+                sent = FlushReport()
+                while crew.working(SEND_EVERY):
+                    # What the workers have written goes out while they write more.
+                    sent += self.sender.flush()
+            return RoundReport(crew.processed, sent + self.sender.flush(), mailboxes)
+        mailboxes = self.imap.drain_all(self.store.accept_many) if drain_mailboxes else {}
+        processed = self.desk.process_pending(
+            stop=self._stop, workers=workers if drain_mailboxes else 1
+        )
         return RoundReport(processed, self.sender.flush(), mailboxes)
 
     def ingest(self, paths: Iterable[str], stdin: BinaryIO | None = None) -> list[Accepted]:
