@@ -79,19 +79,38 @@ class _Form:
     # "free": a plain date that may stand alone (12月3日, Dec 3, 明日);
     # "needs": only a deadline word, a weekday or a time makes it one (12/3, 金曜, 17時).
     attach: str
+    # Words (lower case) one of which is in every text the pattern matches: a text with
+    # none of them is not searched, which spares most of the regex scans of a mail.
+    # Empty: always search.
+    hint: tuple[str, ...]
 
 
 _FORMS: list[_Form] = []
 
 
-def _form(kind: str, pattern: str, attach: str = "free") -> Callable[[Resolver], Resolver]:
+def _form(
+    kind: str, pattern: str, attach: str = "free", *, hint: tuple[str, ...] = ()
+) -> Callable[[Resolver], Resolver]:
     """Register a deadline form; registration order is the order the forms are tried."""
 
     def register(resolve: Resolver) -> Resolver:
-        _FORMS.append(_Form(kind, re.compile(pattern, re.IGNORECASE), resolve, attach))
+        compiled = re.compile(pattern, re.IGNORECASE)
+        _FORMS.append(_Form(kind, compiled, resolve, attach, hint))
         return resolve
 
     return register
+
+
+# IGNORECASE also matches i to İ and ı, s to ſ and k to the Kelvin sign; lower() alone
+# does not fold these (and makes two characters of İ), so they are folded first.
+_CASE_TWINS = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212a": "k"})
+
+
+@lru_cache(maxsize=8)
+def _caseless(text: str) -> str:
+    """``text`` in lower case such that any lower-case word (ASCII or without case) that an
+    IGNORECASE pattern finds in ``text`` is a substring of it: what hints are checked in."""
+    return text.translate(_CASE_TWINS).lower()
 
 
 # -- words around a date -------------------------------------------------------------------
@@ -221,24 +240,34 @@ _WHICH_WEEK = {"今週": 0, "this": 0, "来週": 1, "next": 1, "再来週": 2}
 _WHICH_MONTH = {"今月": 0, "this": 0, "来月": 1, "next": 1, "再来月": 2}
 
 
-@_form("date", r"(?P<y>20\d{2})\s*年\s*(?P<m>\d{1,2})\s*月\s*(?P<d>\d{1,2})\s*日" + _PAREN_WEEKDAY)
+@_form(
+    "date",
+    r"(?P<y>20\d{2})\s*年\s*(?P<m>\d{1,2})\s*月\s*(?P<d>\d{1,2})\s*日" + _PAREN_WEEKDAY,
+    hint=("年",),
+)
 def _ja_full_date(match: re.Match[str], ctx: _Context) -> Resolved | None:
     return _real_date(int(match["y"]), int(match["m"]), int(match["d"]))
 
 
 @_form(
-    "date", r"(?<![\d.])(?P<y>20\d{2})([-/.])(?P<m>\d{1,2})\2(?P<d>\d{1,2})(?!\d)" + _PAREN_WEEKDAY
+    "date",
+    r"(?<![\d.])(?P<y>20\d{2})([-/.])(?P<m>\d{1,2})\2(?P<d>\d{1,2})(?!\d)" + _PAREN_WEEKDAY,
+    hint=("20",),
 )
 def _iso_date(match: re.Match[str], ctx: _Context) -> Resolved | None:
     return _ja_full_date(match, ctx)
 
 
-@_form("date", r"(?<![\d/])(?P<m>\d{1,2})/(?P<d>\d{1,2})/(?P<y>20\d{2})(?!\d)" + _PAREN_WEEKDAY)
+@_form(
+    "date",
+    r"(?<![\d/])(?P<m>\d{1,2})/(?P<d>\d{1,2})/(?P<y>20\d{2})(?!\d)" + _PAREN_WEEKDAY,
+    hint=("/20",),
+)
 def _us_full_date(match: re.Match[str], ctx: _Context) -> Resolved | None:
     return _ja_full_date(match, ctx)
 
 
-@_form("date", r"(?<!\d)(?P<m>\d{1,2})\s*月\s*(?P<d>\d{1,2})\s*日" + _PAREN_WEEKDAY)
+@_form("date", r"(?<!\d)(?P<m>\d{1,2})\s*月\s*(?P<d>\d{1,2})\s*日" + _PAREN_WEEKDAY, hint=("月",))
 def _ja_month_day(match: re.Match[str], ctx: _Context) -> Resolved | None:
     return _nearest(ctx, int(match["m"]), int(match["d"]))
 
@@ -248,6 +277,7 @@ def _ja_month_day(match: re.Match[str], ctx: _Context) -> Resolved | None:
     rf"\b(?P<mon>{_MONTH_EN})\.?\s+(?P<d>\d{{1,2}}){_ORDINAL}\b(?:,?\s+(?P<y>20\d{{2}}))?"
     rf"|\b(?P<d2>\d{{1,2}}){_ORDINAL}\s+(?:of\s+)?(?P<mon2>{_MONTH_EN})\b\.?"
     rf"(?:,?\s+(?P<y2>20\d{{2}}))?",
+    hint=_MONTHS_EN,
 )
 def _en_month_day(match: re.Match[str], ctx: _Context) -> Resolved | None:
     month = _MONTHS_EN.index((match["mon"] or match["mon2"])[:3].lower()) + 1
@@ -260,6 +290,7 @@ def _en_month_day(match: re.Match[str], ctx: _Context) -> Resolved | None:
     "date",
     r"(?<![\d/.\-])(?P<m>\d{1,2})/(?P<d>\d{1,2})(?![\d/]|[.:]\d)" + _PAREN_WEEKDAY,
     "needs",
+    hint=("/",),
 )
 def _slash_month_day(match: re.Match[str], ctx: _Context) -> Resolved | None:
     return _ja_month_day(match, ctx)
@@ -270,12 +301,18 @@ def _slash_month_day(match: re.Match[str], ctx: _Context) -> Resolved | None:
     r"(?P<n>\d{1,2})\s*営業日\s*(?:以内に?|後|で|まで(?:に)?)?"
     r"|\b(?:within|in)\s+(?P<en>\d{1,2})\s+(?:business|working)\s+days?\b",
     "self",
+    hint=("営業日", "business", "working"),
 )
 def _business_days(match: re.Match[str], ctx: _Context) -> Resolved | None:
     return ctx.calendar.add_business_days(ctx.today, int(match["n"] or match["en"]))
 
 
-@_form("hours", r"(?P<n>\d{1,2})\s*時間\s*以内|\bwithin\s+(?P<en>\d{1,2})\s+hours?\b", "self")
+@_form(
+    "hours",
+    r"(?P<n>\d{1,2})\s*時間\s*以内|\bwithin\s+(?P<en>\d{1,2})\s+hours?\b",
+    "self",
+    hint=("時間", "within"),
+)
 def _within_hours(match: re.Match[str], ctx: _Context) -> Resolved | None:
     return ctx.now + timedelta(hours=int(match["n"] or match["en"]))
 
@@ -285,6 +322,7 @@ def _within_hours(match: re.Match[str], ctx: _Context) -> Resolved | None:
     r"(?<![月\d])(?P<n>\d{1,3})\s*(?P<unit>日|週間)\s*(?:以内|後)"
     r"|\b(?:within|in)\s+(?P<en>\d{1,3})\s+(?P<en_unit>days?|weeks?)\b",
     "self",
+    hint=("以内", "後", "day", "week"),
 )
 def _within_days(match: re.Match[str], ctx: _Context) -> Resolved | None:
     weeks = match["unit"] == "週間" or (match["en_unit"] or "").lower().startswith("week")
@@ -299,33 +337,48 @@ _EOD = r"(?:eod|cob|(?:the\s+)?end\s+of\s+(?:the\s+)?(?:business\s+)?day|close\s
     "relative",
     rf"\b(?:by\s+)?{_EOD}\s+(?P<a>today|tomorrow)\b|\b(?P<b>today|tomorrow)\s*,?\s*(?:by\s+)?{_EOD}\b",
     "self",
+    hint=("today", "tomorrow"),
 )
 def _eod_of_named_day(match: re.Match[str], ctx: _Context) -> Resolved | None:
     tomorrow = (match["a"] or match["b"]).lower() == "tomorrow"
     return ctx.today + timedelta(days=1 if tomorrow else 0)
 
 
-@_form("relative", rf"\b{_EOD}\b|(?:本日|今日)\s*(?:中|じゅう)", "self")
+@_form(
+    "relative",
+    rf"\b{_EOD}\b|(?:本日|今日)\s*(?:中|じゅう)",
+    "self",
+    hint=("eod", "cob", "end", "close", "本日", "今日"),
+)
 def _today_within(match: re.Match[str], ctx: _Context) -> Resolved | None:
     return ctx.today
 
 
-@_form("relative", r"本日|今日|\btoday\b|\btonight\b", "needs")
+@_form(
+    "relative",
+    r"本日|今日|\btoday\b|\btonight\b",
+    "needs",
+    hint=("本日", "今日", "today", "tonight"),
+)
 def _today(match: re.Match[str], ctx: _Context) -> Resolved | None:
     return ctx.today
 
 
-@_form("relative", r"明日\s*(?:中|じゅう)", "self")
+@_form("relative", r"明日\s*(?:中|じゅう)", "self", hint=("明日",))
 def _tomorrow_within(match: re.Match[str], ctx: _Context) -> Resolved | None:
     return ctx.today + timedelta(days=1)
 
 
-@_form("relative", r"明後日|あさって|\b(?:the\s+)?day\s+after\s+tomorrow\b")
+@_form(
+    "relative",
+    r"明後日|あさって|\b(?:the\s+)?day\s+after\s+tomorrow\b",
+    hint=("明後日", "あさって", "tomorrow"),
+)
 def _day_after_tomorrow(match: re.Match[str], ctx: _Context) -> Resolved | None:
     return ctx.today + timedelta(days=2)
 
 
-@_form("relative", r"明日|あした|\btomorrow\b")
+@_form("relative", r"明日|あした|\btomorrow\b", hint=("明日", "あした", "tomorrow"))
 def _tomorrow(match: re.Match[str], ctx: _Context) -> Resolved | None:
     return ctx.today + timedelta(days=1)
 
@@ -335,20 +388,30 @@ def _tomorrow(match: re.Match[str], ctx: _Context) -> Resolved | None:
     r"(?P<which>今週|来週|再来週)\s*(?:中|いっぱい|末)"
     r"|\bend\s+of\s+(?:the\s+)?(?P<en>this|next)?\s*week\b",
     "self",
+    hint=("週", "week"),
 )
 def _week_end(match: re.Match[str], ctx: _Context) -> Resolved | None:
     weeks = _WHICH_WEEK[(match["which"] or match["en"] or "this").lower()]
     return _period_end(ctx, _week_start(ctx.today, weeks) + timedelta(days=4))
 
 
-@_form("weekday", rf"(?P<which>今週|来週|再来週)\s*の?\s*(?P<wd>[{_WEEKDAYS_JA}])\s*曜\s*日?")
+@_form(
+    "weekday",
+    rf"(?P<which>今週|来週|再来週)\s*の?\s*(?P<wd>[{_WEEKDAYS_JA}])\s*曜\s*日?",
+    hint=("曜",),
+)
 def _ja_weekday_of_week(match: re.Match[str], ctx: _Context) -> Resolved | None:
     weeks = _WHICH_WEEK[match["which"].lower()]
     return _week_start(ctx.today, weeks) + timedelta(days=_weekday_index(match["wd"]))
 
 
 # "next Friday" is the Friday of next week, like 来週金曜; "coming Friday" the nearest one.
-@_form("weekday", rf"\b(?P<which>this|next|coming)\s+(?P<wd>{_WEEKDAY_EN})\b\.?", "needs")
+@_form(
+    "weekday",
+    rf"\b(?P<which>this|next|coming)\s+(?P<wd>{_WEEKDAY_EN})\b\.?",
+    "needs",
+    hint=("this", "next", "coming"),
+)
 def _en_weekday_of_week(match: re.Match[str], ctx: _Context) -> Resolved | None:
     if match["which"].lower() == "coming":
         return _next_weekday(ctx.today + timedelta(days=1), _weekday_index(match["wd"]))
@@ -359,12 +422,13 @@ def _en_weekday_of_week(match: re.Match[str], ctx: _Context) -> Resolved | None:
     "weekday",
     rf"(?<![\d月週])(?P<wd>[{_WEEKDAYS_JA}])\s*曜\s*日?|\b(?P<en_wd>{_WEEKDAY_EN})\b\.?",
     "needs",
+    hint=("曜", *_WEEKDAYS_EN),
 )
 def _weekday(match: re.Match[str], ctx: _Context) -> Resolved | None:
     return _next_weekday(ctx.today, _weekday_index(match["wd"] or match["en_wd"]))
 
 
-@_form("end_of_month", r"(?P<which>今月|来月|再来月)\s*(?:中|いっぱい)", "self")
+@_form("end_of_month", r"(?P<which>今月|来月|再来月)\s*(?:中|いっぱい)", "self", hint=("月",))
 def _month_within(match: re.Match[str], ctx: _Context) -> Resolved | None:
     return _period_end(ctx, _month_end(ctx.today, _WHICH_MONTH[match["which"]]))
 
@@ -372,6 +436,7 @@ def _month_within(match: re.Match[str], ctx: _Context) -> Resolved | None:
 @_form(
     "end_of_month",
     r"(?P<which>今月|来月|再来月)\s*末|\bend\s+of\s+(?:the\s+)?(?P<en>this|next)?\s*month\b",
+    hint=("末", "month"),
 )
 def _named_month_end(match: re.Match[str], ctx: _Context) -> Resolved | None:
     months = _WHICH_MONTH[(match["which"] or match["en"] or "this").lower()]
@@ -379,7 +444,7 @@ def _named_month_end(match: re.Match[str], ctx: _Context) -> Resolved | None:
 
 
 # 毎月末 is a routine, not a deadline.
-@_form("end_of_month", r"(?<![今来先毎月])月\s*末|\bmonth[- ]end\b")
+@_form("end_of_month", r"(?<![今来先毎月])月\s*末|\bmonth[- ]end\b", hint=("末", "month"))
 def _month_end_bare(match: re.Match[str], ctx: _Context) -> Resolved | None:
     # Once this month's last business day has passed, 月末 means next month's.
     this_month = ctx.calendar.on_or_before(_month_end(ctx.today))
@@ -388,7 +453,11 @@ def _month_end_bare(match: re.Match[str], ctx: _Context) -> Resolved | None:
     return ctx.calendar.on_or_before(_month_end(ctx.today, 1))
 
 
-@_form("start_of_month", r"来月\s*(?:頭|初め|はじめ)|\bbeginning\s+of\s+next\s+month\b")
+@_form(
+    "start_of_month",
+    r"来月\s*(?:頭|初め|はじめ)|\bbeginning\s+of\s+next\s+month\b",
+    hint=("来月", "beginning"),
+)
 def _next_month_start(match: re.Match[str], ctx: _Context) -> Resolved | None:
     return ctx.calendar.on_or_after(_month_end(ctx.today) + timedelta(days=1))
 
@@ -397,19 +466,24 @@ def _next_month_start(match: re.Match[str], ctx: _Context) -> Resolved | None:
 @_form(
     "end_of_year",
     r"年内|今年\s*中|年末(?=\s*(?:まで|迄))|\bend\s+of\s+(?:the\s+|this\s+)?year\b|\byear[- ]end\b",
+    hint=("年", "year"),
 )
 def _year_end(match: re.Match[str], ctx: _Context) -> Resolved | None:
     return _period_end(ctx, date(ctx.today.year, 12, 31))
 
 
-@_form("end_of_fiscal_year", r"(?:今)?年度\s*(?:内|中|末)")
+@_form("end_of_fiscal_year", r"(?:今)?年度\s*(?:内|中|末)", hint=("年度",))
 def _fiscal_year_end(match: re.Match[str], ctx: _Context) -> Resolved | None:
     # The Japanese fiscal year ends on March 31.
     year = ctx.today.year + (1 if ctx.today.month >= 4 else 0)
     return _period_end(ctx, date(year, 3, 31))
 
 
-@_form("date", r"(?<![月\d/])(?P<d>\d{1,2})\s*日(?=\s*(?:まで|迄|締|必着))")
+@_form(
+    "date",
+    r"(?<![月\d/])(?P<d>\d{1,2})\s*日(?=\s*(?:まで|迄|締|必着))",
+    hint=("まで", "迄", "締", "必着"),
+)
 def _day_of_month(match: re.Match[str], ctx: _Context) -> Resolved | None:
     # "5日まで": this month's 5th, or next month's when that has passed.
     day = int(match["d"])
@@ -420,7 +494,9 @@ def _day_of_month(match: re.Match[str], ctx: _Context) -> Resolved | None:
     return _real_date(following.year, following.month, day)
 
 
-@_form("time", _CLOCK, "needs")
+@_form(
+    "time", _CLOCK, "needs", hint=("時", ":", "am", "pm", "a.m", "p.m", "正午", "午前中", "noon")
+)
 def _time_today(match: re.Match[str], ctx: _Context) -> Resolved | None:
     # "17:00まで" alone means today, or the next business day once that hour has passed.
     clock = _clock(match)
@@ -433,6 +509,9 @@ def _time_today(match: re.Match[str], ctx: _Context) -> Resolved | None:
 
 
 # -- candidates and the choice -------------------------------------------------------------
+
+# Every form's hint words: each is looked for once per text, not once per form.
+_HINT_WORDS = frozenset(word for form in _FORMS for word in form.hint)
 
 
 @dataclass(frozen=True)
@@ -497,7 +576,11 @@ def _candidate(
 def _candidates(text: str, ctx: _Context) -> list[_Candidate]:
     claimed: list[tuple[int, int]] = []
     found: list[_Candidate] = []
+    caseless = _caseless(text)
+    hinted = {word for word in _HINT_WORDS if word in caseless}
     for form in _FORMS:
+        if form.hint and hinted.isdisjoint(form.hint):
+            continue  # the form cannot match here
         for match in form.pattern.finditer(text):
             if any(match.start() < stop and start < match.end() for start, stop in claimed):
                 continue
@@ -516,6 +599,9 @@ def _choose(candidates: list[_Candidate], today: date) -> _Candidate | None:
     return min(usable, key=lambda c: (is_past(c), -c.score, c.start), default=None)
 
 
+# Opening a request reads the deadline and the format from the same subject and text:
+# the last few results are kept so that the second reader does not redo the work.
+@lru_cache(maxsize=8)
 def _normalise(text: str) -> str:
     # NFKC folds full-width digits, letters and brackets: "１２／３（木）" → "12/3(木)".
     return unicodedata.normalize("NFKC", text)
@@ -609,6 +695,32 @@ def _keyword_pattern(keyword: str) -> re.Pattern[str]:
     return re.compile(before + body + after, re.IGNORECASE)
 
 
+@lru_cache(maxsize=16)
+def _longest_first(
+    formats: tuple[tuple[str, tuple[str, ...]], ...],
+) -> tuple[tuple[str, str, re.Pattern[str], tuple[str, ...]], ...]:
+    """(keyword, key, pattern, pieces) of each format keyword, longest first; see _pieces."""
+    keywords = sorted(
+        ((keyword, key) for key, words in formats for keyword in words),
+        key=lambda pair: -len(pair[0]),
+    )
+    return tuple(
+        (keyword, key, _keyword_pattern(keyword), _pieces(keyword)) for keyword, key in keywords
+    )
+
+
+def _pieces(keyword: str) -> tuple[str, ...]:
+    """What every match of the keyword's pattern contains, in ``_caseless`` form.
+
+    Empty (always search) when the keyword has letters other than ASCII that have case:
+    their case-insensitive twins are not all folded by ``_caseless``.
+    """
+    word = _normalise(keyword)
+    if not all(ch.isascii() or ch.lower() == ch.upper() for ch in word):
+        return ()
+    return tuple(word.lower().split())
+
+
 def _is_common_word(keyword: str, found: str) -> bool:
     # "Word" and "Excel" are also English words: in lower case, only a format cue counts.
     return keyword.istitle() and keyword.isascii() and found != keyword and not found.isupper()
@@ -618,14 +730,15 @@ def _format_mentions(
     text: str, formats: Mapping[str, tuple[str, ...]]
 ) -> list[tuple[int, int, str]]:
     """(score, position, key) of each mention; longer keywords claim their text first."""
-    keywords = sorted(
-        ((keyword, key) for key, words in formats.items() for keyword in words),
-        key=lambda pair: -len(pair[0]),
-    )
     claimed: list[tuple[int, int]] = []
     mentions: list[tuple[int, int, str]] = []
-    for keyword, key in keywords:
-        for match in _keyword_pattern(keyword).finditer(text):
+    keywords = _longest_first(tuple((key, tuple(words)) for key, words in formats.items()))
+    caseless = _caseless(text)
+    present = {piece for *_, pieces in keywords for piece in pieces if piece in caseless}
+    for keyword, key, pattern, pieces in keywords:
+        if not present.issuperset(pieces):
+            continue  # a piece of the keyword is missing: it cannot match
+        for match in pattern.finditer(text):
             if any(match.start() < stop and start < match.end() for start, stop in claimed):
                 continue
             claimed.append(match.span())

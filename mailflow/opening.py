@@ -7,7 +7,8 @@ where the request goes and which skills it needs; ``assign`` picks the member.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, time
+from functools import lru_cache
 from typing import Any
 
 from mailflow.asked import default_due, read_deadline, read_format
@@ -107,7 +108,13 @@ def _due(situation: Situation, subject: str, text: str, routing: Routing) -> tup
 
 
 def _end_of_day(situation: Situation) -> Any:
-    hours = parse_hours(situation.rules.defaults.working_hours)
+    return _closing_time(situation.rules.defaults.working_hours)
+
+
+@lru_cache(maxsize=16)
+def _closing_time(working_hours: str) -> time | None:
+    # Read once per rules.yaml value, not once per mail.
+    hours = parse_hours(working_hours)
     return hours[1] if hours else None
 
 

@@ -11,14 +11,15 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import queue
 import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from mailflow import ratelimit
 from mailflow import threading as mfthreading
@@ -43,6 +44,7 @@ from mailflow.parse import parse_mail, safe_name
 from mailflow.render import Renderer
 from mailflow.situation import RequestView, Situation
 from mailflow.store import (
+    Accepted,
     AlreadyProcessed,
     OutboxDraft,
     OutboxRow,
@@ -57,6 +59,8 @@ from mailflow.workflow import delivery_failed, plan, quarantine_notice
 log = logging.getLogger("mailflow")
 
 Clock = Callable[[], datetime]
+# Store.accept_many, or a source's wrapper of it.
+AcceptMany = Callable[[Sequence[tuple[bytes, str, str]]], list[Accepted]]
 # One outgoing mail, rendered and composed, waiting to be written to the outbox.
 Letter = tuple[Notice, OutboxDraft]
 # The ref of the mail's request (reserved when new) and its outgoing mails.
@@ -68,20 +72,10 @@ COMMIT_EVERY = 50
 HEADER_BYTES = 256 * 1024
 # A backlog this large is shared among worker processes (see process_pending).
 WORKERS_FROM = 200
-# How long a worker with nothing to do waits for more mail to be accepted.
-IDLE_WAIT = 0.02
-
-
-class Flag(Protocol):
-    """A threading or multiprocessing Event."""
-
-    def is_set(self) -> bool: ...
-    def wait(self, timeout: float | None = None) -> bool: ...
-
-
-# Outside a crew, all there is to process has been accepted.
-ALL_ACCEPTED = threading.Event()
-ALL_ACCEPTED.set()
+# How often the parent of a crew checkpoints the SQLite log while the workers write.
+CHECKPOINT_EVERY = 0.25
+# How often a crew worker waiting for mail checks that its parent is still there.
+ORPHAN_CHECK = 1.0
 
 
 @dataclass(frozen=True)
@@ -158,36 +152,6 @@ class Desk:
                         result = self.process(item)
                         if result is not None:
                             done.append(result)
-        return done
-
-    def _process_share(
-        self,
-        share: tuple[int, int],
-        stop: threading.Event,
-        accepted_all: Flag = ALL_ACCEPTED,
-    ) -> list[Processed]:
-        """One worker's part of a backlog, a short transaction per mail: rendering happens
-        before it (see _process), so the other workers write while this one prepares.
-
-        Until ``accepted_all`` is set (the crew's parent is still accepting), an empty
-        share means "not yet", not "done".
-        """
-        done: list[Processed] = []
-        while not stop.is_set():
-            # Read before the query: once it is set, the query sees every accepted row.
-            finished = accepted_all.is_set()
-            batch = self.store.pending(share=share)
-            if not batch:
-                if finished:
-                    return done
-                accepted_all.wait(IDLE_WAIT)
-                continue
-            for item in batch:
-                if stop.is_set():
-                    break
-                result = self.process(item)
-                if result is not None:
-                    done.append(result)
         return done
 
     def crew(self, workers: int, stop: threading.Event | None = None) -> Crew:
@@ -591,16 +555,20 @@ class Desk:
 
 
 class Crew:
-    """Worker processes that share the accepted mail by id (worker k of n takes the ids
-    that are k modulo n) while the process that made them goes on accepting more.
+    """Worker processes that process accepted mail while the process that made them
+    goes on accepting more (``with desk.crew(n) as crew: crew.feed(accepted)``).
 
     Accepting is I/O (reading files or IMAP, fsync); processing is CPU. With the two
     overlapping, `ingest` and `run --once` take about as long as the slower of the two
-    instead of their sum. Exactly-once still rests on each mail's conditional claim: a
-    worker that dies leaves its mail accepted, and the parent takes it on leaving.
+    instead of their sum. The parent hands out inbox ids one at a time through a queue,
+    so a worker that drew the large mails does not leave the other idle at the end.
+    Exactly-once still rests on each mail's conditional claim: a worker that dies
+    leaves its mail accepted, and the parent takes it on leaving.
 
     Only a process without other threads may fork, so the crew is formed before any
-    (the IMAP drain's threads come after).
+    (the IMAP drain's threads come after). Without workers (PostgreSQL, which scales
+    out by daemons instead, or a fork that would be unsafe) the parent processes
+    everything on leaving.
     """
 
     def __init__(self, desk: Desk, workers: int, stop: threading.Event) -> None:
@@ -609,43 +577,75 @@ class Crew:
         self.stop = stop
         self.processed: list[Processed] = []
         self._context = multiprocessing.get_context("fork")
-        self._accepted_all = self._context.Event()
+        self._queue: Any = None
         self._children: list[tuple[Any, Any]] = []
 
     def __enter__(self) -> Crew:
         store = self.desk.store
+        if not store.is_sqlite:
+            return self
+        backlog = store.pending_ids()
         if not store.ready_to_fork():
             log.warning("a database connection is still open: processing in this process")
             return self
         store.share_between_processes()
-        for part in range(self.workers):
+        self._queue = self._context.Queue()
+        for _ in range(self.workers):
             receiver, sender = self._context.Pipe(duplex=False)
-            child = self._context.Process(
-                target=self._work, args=(sender, (part, self.workers)), daemon=True
-            )
+            child = self._context.Process(target=self._work, args=(sender,), daemon=True)
             child.start()
             sender.close()
             self._children.append((child, receiver))
+        # After the fork: the queue's feeder thread must exist in the parent only.
+        for inbox_id in backlog:
+            self._queue.put(inbox_id)
         return self
 
+    def feed(self, accepted: Iterable[Accepted]) -> None:
+        """Hand newly accepted mail to the workers (thread-safe)."""
+        if self._queue is not None:
+            for item in accepted:
+                if not item.duplicate:
+                    self._queue.put(item.inbox_id)
+
+    def feeding(self, accept: AcceptMany) -> AcceptMany:
+        """``accept`` that also hands what it accepted to the workers."""
+
+        def accept_and_feed(messages: Sequence[tuple[bytes, str, str]]) -> list[Accepted]:
+            accepted = accept(messages)
+            self.feed(accepted)
+            return accepted
+
+        return accept_and_feed
+
     def all_accepted(self) -> None:
-        """Nothing more is coming: workers end once their share is done."""
-        self._accepted_all.set()
+        """Nothing more is coming: each worker ends once the queue is empty."""
+        if self._queue is not None:
+            for _ in self._children:
+                self._queue.put(None)
+            self._queue.close()
+            self._queue = None
 
     def working(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` for reports; whether any worker has yet to report."""
+        """Wait up to ``timeout`` for reports; whether any worker has yet to report.
+
+        Meanwhile the parent checkpoints the SQLite log, which the workers leave alone:
+        a checkpoint's fsyncs inside a worker's commit would hold up the write turn.
+        """
         waiting = [receiver for _, receiver in self._children]
         for receiver in multiprocessing.connection.wait(waiting, timeout):
             self._collect(receiver)
+        if self._children:
+            self.desk.store.checkpoint()
         return bool(self._children)
 
     def __exit__(self, *exc_info: object) -> None:
         self.all_accepted()
-        while self._children:
-            self._collect(self._children[0][1])
+        while self.working(CHECKPOINT_EVERY):
+            pass
         self.desk.store.stop_sharing()
         # Whatever a dead worker left accepted is still there: take it now.
-        self.processed += self.desk._process_share((0, 1), self.stop)
+        self.processed += self.desk.process_pending(stop=self.stop)
 
     def _collect(self, receiver: Any) -> None:
         """Take one worker's report (read before joining: a large one fills the pipe)."""
@@ -658,29 +658,35 @@ class Crew:
         receiver.close()
         self._children = [(c, r) for c, r in self._children if r is not receiver]
 
-    def _work(self, report: Any, share: tuple[int, int]) -> None:
-        accepted_all = _UnlessOrphaned(self._accepted_all, os.getppid())
+    def _work(self, report: Any) -> None:
+        store = self.desk.store
+        store.leave_checkpoints_to_others()
+        done: list[Processed] = []
         try:
-            report.send(self.desk._process_share(share, self.stop, accepted_all))
+            for inbox_id in self._handed_out():
+                item = store.pending_item(inbox_id)
+                result = self.desk.process(item) if item is not None else None
+                if result is not None:
+                    done.append(result)
+            report.send(done)
         finally:
             report.close()
-            self.desk.store.close()
+            store.close()
 
-
-class _UnlessOrphaned:
-    """A crew's "all accepted" flag that also counts as set once the parent is gone
-    (killed mid-accept): the worker then finishes what is there instead of waiting for
-    a signal that will never come."""
-
-    def __init__(self, flag: Flag, parent: int) -> None:
-        self.flag = flag
-        self.parent = parent
-
-    def is_set(self) -> bool:
-        return self.flag.is_set() or os.getppid() != self.parent
-
-    def wait(self, timeout: float | None = None) -> bool:
-        return self.flag.wait(timeout) or self.is_set()
+    def _handed_out(self) -> Iterator[int]:
+        """Inbox ids from the queue until the parent says it is done or is gone (killed
+        mid-accept: then the mail it accepted waits for the next run)."""
+        parent = os.getppid()
+        while not self.stop.is_set():
+            try:
+                inbox_id = self._queue.get(timeout=ORPHAN_CHECK)
+            except queue.Empty:
+                if os.getppid() != parent:
+                    return
+                continue
+            if inbox_id is None:
+                return
+            yield inbox_id
 
 
 def _windows(limits: tuple[tuple[int, int], ...]) -> tuple[ratelimit.Window, ...]:

@@ -1056,6 +1056,8 @@ class _Mail:
         self.draft = draft
         # Each inferred skill → the keyword that revealed it.
         self.evidence: dict[str, str] = {}
+        # NFKC texts by where, made when a condition first asks (often only the subject).
+        self._plain: dict[str, str] = {}
 
     def fact(self, name: str) -> str:
         if name == "priority":
@@ -1081,19 +1083,18 @@ class _Mail:
         return sent.replace(tzinfo=zone) if sent.tzinfo is None else sent.astimezone(zone)
 
     @cached_property
-    def _plain(self) -> dict[str, str]:
-        subject, body = self.facts.subject, self.facts.text
-        forms = {"subject": subject, "body": body, "text": subject + "\n" + body}
-        return {where: _nfkc(text) for where, text in forms.items()}
-
-    @cached_property
     def _folded(self) -> dict[str, str]:
         subject, body = normalize(self.facts.subject), normalize(self.facts.text)
         return {"subject": subject, "body": body, "text": subject + "\n" + body}
 
     def plain(self, where: str) -> str:
         """NFKC text (case kept, lines kept) for regular expressions."""
-        return self._plain[where]
+        found = self._plain.get(where)
+        if found is None:
+            subject, body = self.facts.subject, self.facts.text
+            text = {"subject": subject, "body": body, "text": subject + "\n" + body}[where]
+            found = self._plain[where] = _nfkc(text)
+        return found
 
     def folded(self, where: str) -> str:
         """Normalised text for keyword lists."""
@@ -1122,7 +1123,7 @@ def _infer(words: str, ruleset: RuleSet) -> tuple[tuple[str, str], ...]:
     found = []
     present = frozenset(words)
     for name, keywords, ignore in ruleset.skill_index:
-        masked = ignore.mask(words) if ignore else words
+        masked = ignore.mask(words, present) if ignore else words
         keyword = keywords.find(masked, present if masked is words else ())
         if keyword is not None:
             found.append((name, keyword))

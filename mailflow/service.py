@@ -128,7 +128,7 @@ class Service:
             # A one-shot drain has no listener threads, so worker processes can process
             # what the drain accepts while it goes on fetching.
             with self.desk.crew(workers, self._stop) as crew:
-                mailboxes = self.imap.drain_all(self.store.accept_many)
+                mailboxes = self.imap.drain_all(crew.feeding(self.store.accept_many))
                 crew.all_accepted()
                 sent = FlushReport()
                 while crew.working(SEND_EVERY):
@@ -156,9 +156,9 @@ class Service:
                 accepted += self.store.accept_many(batch)
             self.desk.process_pending(workers=workers)
             return accepted
-        with self.desk.crew(workers, self._stop):
+        with self.desk.crew(workers, self._stop) as crew:
             for batch in itertools.chain([following], batches):
-                accepted += self.store.accept_many(batch)
+                accepted += crew.feeding(self.store.accept_many)(batch)
         return accepted
 
     # -- the daemon -----------------------------------------------------------------------

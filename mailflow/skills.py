@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Collection, Iterable
+from itertools import compress
 
 SHORT_KEYWORD = 4
 
@@ -88,16 +89,19 @@ class KeywordSet:
             for form in forms
         )
         self._blank = re.compile("|".join(_pattern(form) for form in forms)).sub if forms else None
+        self._initials = tuple(form[0] for form in forms)
 
     def __bool__(self) -> bool:
         return bool(self.keywords)
 
     def _first(self, normalized: str, present: Collection[str] = ()) -> tuple[int, str] | None:
         best: tuple[int, str] | None = None
-        for form, pattern in self._forms:
-            # A keyword whose first character the text lacks cannot occur in it.
-            if present and form[0] not in present:
-                continue
+        forms: Iterable[tuple[str, re.Pattern[str] | None]] = self._forms
+        if present:
+            # A keyword whose first character the text lacks cannot occur in it (this
+            # filter runs in C; most keywords of most skills drop out here).
+            forms = compress(self._forms, map(present.__contains__, self._initials))
+        for form, pattern in forms:
             start = normalized.find(form)
             if start < 0 or (best is not None and start >= best[0]):
                 continue
@@ -119,8 +123,9 @@ class KeywordSet:
         found = self._first(normalized, present)
         return None if found is None else self._written[found[1]]
 
-    def mask(self, normalized: str) -> str:
-        """``normalized`` with every keyword blanked out (for a skill's ``ignore`` words)."""
-        if self._blank is None or self._first(normalized) is None:
+    def mask(self, normalized: str, present: Collection[str] = ()) -> str:
+        """``normalized`` with every keyword blanked out (for a skill's ``ignore`` words);
+        ``present`` as for ``find``."""
+        if self._blank is None or self._first(normalized, present) is None:
             return normalized
         return self._blank(" ", normalized)

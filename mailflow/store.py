@@ -629,6 +629,17 @@ class Store:
                 return False
         return True
 
+    def leave_checkpoints_to_others(self) -> None:
+        """This connection's commits no longer copy the SQLite log into the database
+        (a crew's parent does, see checkpoint)."""
+        if self.is_sqlite:
+            self.database.execute_sql("PRAGMA wal_autocheckpoint = 0")  # type: ignore[no-untyped-call]
+
+    def checkpoint(self) -> None:
+        """Copy what the SQLite log holds into the database, without waiting for anyone."""
+        if self.is_sqlite:
+            self.database.execute_sql("PRAGMA wal_checkpoint(PASSIVE)")  # type: ignore[no-untyped-call]
+
     def stop_sharing(self) -> None:
         self._turns = None
         if self._turn_file is not None:
@@ -722,14 +733,21 @@ class Store:
             return None
         return PendingItem(row.id, row.sha256, row.source, row.attempts, row.size)
 
-    def pending(self, limit: int = 500, *, share: tuple[int, int] = (0, 1)) -> list[PendingItem]:
-        """Accepted rows in order; ``share=(k, n)`` keeps those whose id is k modulo n
-        (the part of a backlog one of n workers takes)."""
-        part, parts = share
-        condition = InboxItem.state == "accepted"
-        if parts > 1:
-            # id modulo parts, written out: peewee's `%` is LIKE/GLOB, not modulo.
-            condition &= (InboxItem.id - (InboxItem.id / parts) * parts) == part
+    def pending(self, limit: int = 500) -> list[PendingItem]:
+        """Accepted rows in order."""
+        return self._pending_items(InboxItem.state == "accepted", limit)
+
+    def pending_item(self, inbox_id: int) -> PendingItem | None:
+        """One row, if it is still accepted."""
+        found = self._pending_items((InboxItem.id == inbox_id) & (InboxItem.state == "accepted"), 1)
+        return found[0] if found else None
+
+    def pending_ids(self) -> list[int]:
+        """Every accepted row's id, in order."""
+        query = InboxItem.select(InboxItem.id).where(InboxItem.state == "accepted")
+        return [row.id for row in query.order_by(InboxItem.id)]
+
+    def _pending_items(self, condition: Any, limit: int) -> list[PendingItem]:
         query = (
             InboxItem.select(
                 InboxItem.id, InboxItem.sha256, InboxItem.source, InboxItem.attempts, InboxItem.size

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ast
+import random
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from mailflow import asked
 from mailflow.asked import (
     Deadline,
     default_due,
@@ -419,6 +421,59 @@ def test_read_format(text: str, expected: str | None) -> None:
 
 def test_read_format_with_an_empty_table() -> None:
     assert read_format("Excelでお願いします", {}) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # IGNORECASE twins of i, s and k must not hide a keyword from the quick check.
+        ("POWERPOİNTでお願いします", "powerpoint"),
+        ("PowerPoınt でお願いします", "powerpoint"),
+        ("Google  Sheets形式で", "google_sheets"),
+    ],
+)
+def test_read_format_finds_case_twins(text: str, expected: str) -> None:
+    assert read_format(text, FORMATS) == expected
+
+
+# -- the quick checks that let a text skip a regex scan -----------------------------------------
+
+# Pieces of deadline phrases, glued at random: each form must match many of the results.
+_PHRASE_PARTS = [
+    "12", "3", "2026", "/", "-", ".", ":", " ", "年", "月", "日", "時", "分", "半", "間", "以内",
+    "後", "営業日", "週間", "まで", "迄", "締", "必着", "今週", "来週", "再来週", "中", "末",
+    "いっぱい", "今月", "来月", "再来月", "本日", "今日", "明日", "明後日", "あした", "あさって",
+    "じゅう", "曜", "金", "水", "午前", "午後", "正午", "午前中", "年内", "今年", "年末", "年度",
+    "今", "頭", "初め", "の", "(", ")", "木", "祝", "12/3", "2026-12-03", "12/3/2026",
+    "2026年12月3日", "3営業日", "24時間以内", "3日以内", "5日まで", "Dec 3", "3rd of December",
+    "within", "in", "business", "working", "days", "week", "hours", "by", "EOD", "cob", "end", "of",
+    "the", "close", "today", "Tomorrow", "tonight", "after", "this", "next", "coming",
+    "Friday", "Mon", "tues", "Sat", "month", "year", "month-end", "year end", "beginning",
+    "noon", "am", "P.M.", "5pm", "sept", "İ", "ı", "ſ", "\u212a", "WİTHİN", "TODAY",
+]  # fmt: skip
+
+
+def test_every_form_hint_is_in_every_text_the_form_matches() -> None:
+    rng = random.Random(26)
+    matched: set[int] = set()
+    for _ in range(40000):
+        parts = (rng.choice(_PHRASE_PARTS) for _ in range(rng.randrange(1, 8)))
+        text = asked._normalise(" ".join(parts) if rng.random() < 0.3 else "".join(parts))
+        caseless = asked._caseless(text)
+        for index, form in enumerate(asked._FORMS):
+            if form.pattern.search(text):
+                matched.add(index)
+                assert any(word in caseless for word in form.hint), (form.hint, text)
+    assert matched == set(range(len(asked._FORMS)))  # the parts exercise every form
+
+
+def test_format_keyword_pieces_are_in_every_text_it_matches() -> None:
+    texts = ["EXCEL", "ｅｘｃｅｌ", "Google\tSheets", "googlesheets", "ＰＤＦ", "PowerPoınt"]
+    for keyword in (word for words in FORMATS.values() for word in words):
+        pieces = asked._pieces(keyword)
+        for text in (asked._normalise(t) for t in texts):
+            if asked._keyword_pattern(keyword).search(text):
+                assert all(piece in asked._caseless(text) for piece in pieces), (keyword, text)
 
 
 # -- hours -------------------------------------------------------------------------------------

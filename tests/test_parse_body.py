@@ -210,6 +210,24 @@ def test_format_flowed_is_unwrapped() -> None:
     assert mail.quoted == "--\nsig"
 
 
+@pytest.mark.parametrize(
+    ("params", "text"),
+    [
+        # The parameter is found by its name, however its value is written (RFC 2231 too).
+        (b"format*0=flo; format*1=wed", "one long line"),
+        (b'FORMAT="flowed"', "one long line"),
+        (b"format=fixed", "one long\nline"),
+        (b"x-note=format", "one long\nline"),
+    ],
+)
+def test_format_parameter_however_written(params: bytes, text: str) -> None:
+    raw = (
+        b"From: a@x.jp\r\nContent-Type: text/plain; charset=utf-8; " + params + b"\r\n\r\n"
+        b"one long \r\nline\r\n"
+    )
+    assert parse_mail(raw).text == text
+
+
 @pytest.mark.parametrize("raw", [b"", b"   \r\n\r\n"])
 def test_empty_input_is_a_processing_error(raw: bytes) -> None:
     with pytest.raises(ProcessingError, match="empty"):

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
+from mailflow.parse import charsets
 from mailflow.parse.charsets import decode_bytes, decode_iso2022jp
 
 WINDOWS_CHARS = "①②㈱髙﨑№ ～"
@@ -66,3 +69,30 @@ def test_never_raises_on_garbage() -> None:
     for label in ("iso-2022-jp", "shift_jis", "euc-jp", "utf-8", "x-unknown", None, "latin-1"):
         assert isinstance(decode_bytes(garbage, label), str)
     assert isinstance(decode_bytes(b"\x1b$B\x7f\x80\x1b$(D\x21", "iso-2022-jp"), str)
+
+
+# -- the pair table (whole runs at once) and the byte-by-byte reading agree ----------------
+
+_JIS_BYTES = range(0x21, 0x7F)
+
+
+def test_every_jis_pair_reads_as_byte_by_byte() -> None:
+    pairs = [bytes((first, second)) for first in _JIS_BYTES for second in _JIS_BYTES]
+    for pair in pairs:
+        assert charsets._decode_double(pair) == charsets._decode_double_bytewise(pair), pair
+    whole = b"".join(pairs)
+    assert charsets._decode_double(whole) == charsets._decode_double_bytewise(whole)
+
+
+def test_runs_with_stray_bytes_read_as_byte_by_byte() -> None:
+    rng = random.Random(2026)
+    alphabet = [*_JIS_BYTES, 0x0A, 0x0D, 0x20, 0x7F, 0x80, 0xFF, 0x00]
+    for _ in range(20000):
+        run = bytes(rng.choice(alphabet) for _ in range(rng.randrange(12)))
+        assert charsets._decode_double(run) == charsets._decode_double_bytewise(run), run
+
+
+def test_extension_characters_come_through_the_pair_table() -> None:
+    # ① ㈱ № ～ (NEC row 13 and the cp932 wave dash), 髙 﨑 (IBM extensions).
+    text = "①㈱№～髙﨑"
+    assert decode_iso2022jp(b"\x1b$B-!-j-b!A|byu\x1b(B") == text

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import random
+import re
 import sys
 from collections.abc import Iterator
 from importlib import import_module
@@ -12,6 +14,7 @@ import pytest
 
 import mailflow.parse as parse_package
 from mailflow.model import ParsedMail
+from mailflow.parse import lift as lift_module
 from mailflow.parse import parse_mail
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
@@ -70,3 +73,22 @@ def test_generated_mix_reads_the_same(request: pytest.FixtureRequest) -> None:
 def test_a_token_lookalike_in_the_input_disables_lifting() -> None:
     raw = _attached_mail(b"x" * 9000).replace(b"see below", b"\x00mailflow-lifted-0\x00")
     assert parse_mail(raw).attachments[0].payload == b"x" * 9000
+
+
+# What lift searched with before it marked bytes with translate: the stretches must be equal.
+_RUN = re.compile(rb"(?<![A-Za-z0-9+/=\r\n])[A-Za-z0-9+/=\r\n]{4096,}")
+
+
+def test_runs_are_the_stretches_the_regex_finds() -> None:
+    rng = random.Random(7)
+    alphabet = b"QUJD+/=\r\nxyz09"
+    for _ in range(300):
+        pieces = []
+        for _ in range(rng.randrange(1, 6)):
+            size = rng.choice([1, 40, 2047, 4095, 4096, 4097, 9000])
+            if rng.random() < 0.6:
+                pieces.append(bytes(rng.choice(alphabet) for _ in range(size)))
+            else:
+                pieces.append(bytes(rng.randrange(256) for _ in range(rng.randrange(1, 4))))
+        data = b"".join(pieces)
+        assert list(lift_module._runs(data)) == [m.span() for m in _RUN.finditer(data)]

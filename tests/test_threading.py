@@ -34,6 +34,11 @@ def test_reply_tag_is_ten_lowercase_base32_characters() -> None:
     assert set(tag) <= set("abcdefghijklmnopqrstuvwxyz234567")
 
 
+def test_reply_tag_is_the_start_of_the_base32_hmac() -> None:
+    # Addresses already sent out must keep verifying: the tag is pinned.
+    assert reply_tag(SECRET, "MF-0012", CLIENT) == "yrouzuodjv"
+
+
 def test_reply_tag_ignores_recipient_case_but_not_secret_or_ref() -> None:
     tag = reply_tag(SECRET, "MF-0012", CLIENT)
     assert reply_tag(SECRET, "MF-0012", "Yamada@ACME.example") == tag

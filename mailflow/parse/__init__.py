@@ -71,14 +71,18 @@ def _parse_tree(data: bytes) -> Message:
 
 def _build(msg: Message, data: bytes) -> ParsedMail:
     raw_headers = list(msg.raw_items())
+    # Header names lower-cased once: every lookup below reads these.
+    named = [(key.lower(), value) for key, value in raw_headers]
     first: dict[str, str] = {}
-    for key, value in raw_headers:
-        first.setdefault(key.lower(), value)
+    for key, value in named:
+        first.setdefault(key, value)
+    content_type = msg.get_content_type()
+    headers = tuple((key, decode_header(value)) for key, value in named)
+    subject = next((value for key, value in headers if key == "subject"), "")
     found = collect(msg)
     body = found.body_text()
-    subject = decode_header(first.get("subject", ""))
     text, quoted = split_quoted(body)
-    senders = _addresses(raw_headers, "from")
+    senders = _addresses(named, "from")
     date = parse_date(first.get("date"))
     defects = list(found.defects)
     if first.get("date") and date is None:
@@ -89,9 +93,9 @@ def _build(msg: Message, data: bytes) -> ParsedMail:
         message_id=next(iter(message_ids(first.get("message-id"))), ""),
         subject=subject,
         sender=senders[0] if senders else None,
-        to=_addresses(raw_headers, "to"),
-        cc=_addresses(raw_headers, "cc"),
-        reply_to=_addresses(raw_headers, "reply-to"),
+        to=_addresses(named, "to"),
+        cc=_addresses(named, "cc"),
+        reply_to=_addresses(named, "reply-to"),
         date=date,
         in_reply_to=next(iter(message_ids(first.get("in-reply-to"))), ""),
         references=message_ids(first.get("references")),
@@ -100,16 +104,16 @@ def _build(msg: Message, data: bytes) -> ParsedMail:
         html=found.html[0] if found.html else "",
         attachments=tuple(found.attachments),
         forwarded=_forwarded(found.messages, body, subject),
-        headers=tuple((key.lower(), decode_header(value)) for key, value in raw_headers),
+        headers=headers,
         defects=tuple(dict.fromkeys(defects)),
         size=len(data),
-        content_type=msg.get_content_type(),
-        bounce=_bounce(msg, found, body, senders, first.get("from", "")),
+        content_type=content_type,
+        bounce=_bounce(content_type, found, body, senders, first.get("from", "")),
     )
 
 
 def _bounce(
-    msg: Message, found: Collected, body: str, senders: tuple[Address, ...], raw_from: str
+    content_type: str, found: Collected, body: str, senders: tuple[Address, ...], raw_from: str
 ) -> BounceReport | None:
     """The delivery report of a bounce: RFC 3464 fields first, then the plain text."""
     for inner in found.messages:
@@ -119,7 +123,7 @@ def _bounce(
         return report
     sender = senders[0].email if senders else ""
     if (
-        msg.get_content_type() == "multipart/report"
+        content_type == "multipart/report"
         or bounces.sent_by_daemon(sender, raw_from)
         or bounces.opens_like_bounce(body)
     ):
@@ -127,10 +131,11 @@ def _bounce(
     return None
 
 
-def _addresses(raw_headers: list[tuple[str, str]], name: str) -> tuple[Address, ...]:
+def _addresses(named_headers: list[tuple[str, str]], name: str) -> tuple[Address, ...]:
+    """Every address in the headers called ``name`` (header names lower-cased)."""
     found: list[Address] = []
-    for key, value in raw_headers:
-        if key.lower() == name:
+    for key, value in named_headers:
+        if key == name:
             found.extend(parse_addresses(value))
     return tuple(found)
 

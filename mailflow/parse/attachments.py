@@ -45,12 +45,17 @@ def part_filename(part: Message) -> str:
 
 def _param(part: Message, name: str, header: str) -> str:
     raw = next((v for k, v in part.raw_items() if k.lower() == header), None)
-    if raw is not None and not raw.isascii():
+    if raw is None:
+        return ""  # what get_param says of a missing header, without reading them all again
+    if not raw.isascii():
         # compat32 turns raw 8-bit header bytes into U+FFFD before get_param sees them:
         # decode the header ourselves and read the parameter from a scratch message.
+        raw = raw_to_text(raw)
         scratch = Message()
-        scratch[header] = raw_to_text(raw)
+        scratch[header] = raw
         part = scratch
+    if name not in raw.lower():
+        return ""  # the parameter's name is not even written there: nothing to parse
     try:
         value = part.get_param(name, None, header)
     except (ValueError, LookupError, TypeError, IndexError):

@@ -69,19 +69,21 @@ def collect(msg: Message, depth: int = 0) -> Collected:
         if level > MAX_DEPTH:
             found.defects.append(f"MIME parts nested deeper than {MAX_DEPTH} levels were skipped")
             continue
-        children = _children(part)
+        # Reading Content-Type walks every header: once per part is enough.
+        ctype = part.get_content_type()
+        children = _children(part, ctype)
         if children is not None:
             for child in reversed(children):
                 _note_defects(child, found)
                 stack.append((child, level + 1))
             continue
-        _leaf(part, found)
+        _leaf(part, ctype, found)
     return found
 
 
-def _children(part: Message) -> list[Message] | None:
+def _children(part: Message, ctype: str) -> list[Message] | None:
     """Sub-parts of a multipart; None for leaves (message/rfc822 is a leaf for us)."""
-    if part.get_content_type() in _LEAF_TYPES or not part.is_multipart():
+    if ctype in _LEAF_TYPES or not part.is_multipart():
         return None
     payload = part.get_payload()
     return [p for p in payload if isinstance(p, Message)] if isinstance(payload, list) else None
@@ -93,8 +95,7 @@ def _note_defects(part: Message, found: Collected) -> None:
         found.defects.append(f"{part.get_content_type()}: {doc}")
 
 
-def _leaf(part: Message, found: Collected) -> None:
-    ctype = part.get_content_type()
+def _leaf(part: Message, ctype: str, found: Collected) -> None:
     if ctype in _MESSAGE_TYPES:
         _attached_message(part, found)
         return
@@ -152,9 +153,20 @@ def _text(part: Message, found: Collected) -> str:
     if charset and not is_known_charset(charset):
         found.defects.append(f"unknown charset {charset!r}: decoded by guessing")
     text = decode_bytes(_payload(part), charset)
-    if part.get_param("format", "", "content-type") == "flowed":
+    if _may_have_param(part, "format") and part.get_param("format", "", "content-type") == "flowed":
         text = _unflow(text, delsp=str(part.get_param("delsp", "")).lower() == "yes")
     return text
+
+
+def _may_have_param(part: Message, param: str) -> bool:
+    """False when Content-Type surely has no ``param``: its name is nowhere in the header.
+
+    Reading parameters parses the whole header each time; most parts need not.
+    """
+    raw = first_header(part, "content-type")
+    if raw is None:
+        return False
+    return not raw.isascii() or param in raw.lower()
 
 
 def _unflow(text: str, *, delsp: bool) -> str:

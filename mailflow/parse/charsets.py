@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import codecs
 import re
+import sys
+from functools import cache
 
 _JIS_LABELS = frozenset(
     {
@@ -169,23 +171,25 @@ def decode_iso2022jp(data: bytes) -> str:
     """ISO-2022-JP with the Windows (CP50220) extensions, never raising."""
     if _ESC not in data and 0x0E not in data:
         return data.decode("latin-1" if not data.isascii() else "ascii", "replace")
-    out: list[str] = []
-    mode = b"(B"
-    pos = 0
-    for match in _ESC_SEQ.finditer(data):
-        out.append(_decode_run(data[pos : match.start()], mode))
-        mode = match.group(1)
-        pos = match.end()
-    out.append(_decode_run(data[pos:], mode))
-    return "".join(out)
+    # split() gives text, mode, text, mode, …: each text is read in the mode before it.
+    pieces = _ESC_SEQ.split(data)
+    modes = [b"(B", *pieces[1::2]]
+    return "".join(map(_decode_run, pieces[::2], modes))
+
+
+_DOUBLE_MODES = frozenset({b"$B", b"$@", b"$(B", b"$(Q", b"$(O"})
+_SINGLE_MODES = frozenset({b"(B", b"(J", b"(H"})
 
 
 def _decode_run(chunk: bytes, mode: bytes) -> str:
     """Decode bytes written while one escape sequence was in force."""
     if not chunk:
         return ""
-    if mode in (b"$B", b"$@", b"$(B", b"$(Q", b"$(O"):
+    # The two modes of nearly every run first: kanji, then ASCII / JIS-Roman.
+    if mode in _DOUBLE_MODES:
         return _decode_double(chunk)
+    if mode in _SINGLE_MODES:
+        return _decode_single(chunk)
     if mode == b"(I":
         return _decode_kana(chunk)
     if mode == b"$(D":
@@ -210,10 +214,12 @@ def _decode_single(chunk: bytes) -> str:
     return "".join(out)
 
 
+# JIS X 0201 katakana 0x21–0x5F is cp932 0xA1–0xDF.
+_KANA_TO_CP932 = bytes(b + 0x80 if 0x21 <= b <= 0x5F else b for b in range(256))
+
+
 def _decode_kana(chunk: bytes) -> str:
-    # JIS X 0201 katakana 0x21–0x5F is cp932 0xA1–0xDF.
-    shifted = bytes(b + 0x80 if 0x21 <= b <= 0x5F else b for b in chunk)
-    return shifted.decode("cp932", "replace")
+    return chunk.translate(_KANA_TO_CP932).decode("cp932", "replace")
 
 
 def _decode_other(data: bytes) -> str:
@@ -222,6 +228,35 @@ def _decode_other(data: bytes) -> str:
 
 def _decode_double(chunk: bytes) -> str:
     """JIS X 0208 pairs → Shift_JIS bytes → cp932 (which holds the NEC/IBM extensions)."""
+    if len(chunk) % 2 == 0:
+        # Almost every run is whole pairs that each make one character: look them up.
+        try:
+            return "".join(map(_pair_table().__getitem__, memoryview(chunk).cast("H")))
+        except KeyError:
+            pass  # a line break, a stray byte or an unmapped pair: go byte by byte
+    return _decode_double_bytewise(chunk)
+
+
+@cache
+def _pair_table() -> dict[int, str]:
+    """Each JIS X 0208 pair that is one cp932 character, keyed as ``cast("H")`` reads it.
+
+    Pairs that do not decode to exactly one character are left out, so a run holding one
+    takes the byte-by-byte path and its replacement characters come out as before.
+    """
+    table: dict[int, str] = {}
+    for first in range(0x21, 0x7F):
+        for second in range(0x21, 0x7F):
+            try:
+                text = _jis_to_sjis(first, second).decode("cp932")
+            except UnicodeDecodeError:
+                continue
+            if len(text) == 1:
+                table[int.from_bytes(bytes((first, second)), sys.byteorder)] = text
+    return table
+
+
+def _decode_double_bytewise(chunk: bytes) -> str:
     sjis = bytearray()
     i = 0
     size = len(chunk)

@@ -11,6 +11,7 @@ import binascii
 import re
 from datetime import UTC, datetime
 from email.utils import getaddresses, parsedate_to_datetime
+from functools import lru_cache
 
 from mailflow.model import Address
 from mailflow.parse.charsets import decode_bytes, sniff
@@ -25,6 +26,8 @@ _BARE_EMAIL = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w.-]+")
 
 def unfold(value: str) -> str:
     """Remove folding line breaks (RFC 5322 §2.2.3), keep the whitespace after them."""
+    if "\n" not in value and "\r" not in value:
+        return value.strip()  # most headers fit on one line
     return _FOLD.sub("", value).strip()
 
 
@@ -46,6 +49,12 @@ def decode_header(value: str) -> str:
     text = raw_to_text(unfold(value))
     if "=?" not in text:
         return text
+    if len(text) > _CACHED_LENGTH:
+        return _one_line(text)
+    return _cached_one_line(text)
+
+
+def _one_line(text: str) -> str:
     # An encoded word may carry CR/LF; a header value is one line, so a subject such as
     # "Hello\r\nBcc: x" must not show up as separate lines in what we write.
     return _LINE_BREAK.sub(" ", _decode_words(text))
@@ -94,6 +103,12 @@ def _lenient_b64(encoded: str) -> bytes:
 
 def parse_addresses(value: str) -> tuple[Address, ...]:
     """An address list; display names decoded, emails lower-cased, empties skipped."""
+    if len(value) > _CACHED_LENGTH:
+        return _parse_addresses(value)
+    return _cached_addresses(value)
+
+
+def _parse_addresses(value: str) -> tuple[Address, ...]:
     text = raw_to_text(unfold(value))
     found: list[Address] = []
     try:
@@ -108,6 +123,14 @@ def parse_addresses(value: str) -> tuple[Address, ...]:
     if not found:
         found = [Address(m.lower()) for m in _BARE_EMAIL.findall(text)]
     return tuple(found)
+
+
+# The same senders and subjects (a thread's "Re: …") come back mail after mail, and
+# decoding them is slow (the stdlib address parser, ISO-2022-JP words): recent results
+# are kept. Long, odd values are not.
+_CACHED_LENGTH = 1000
+_cached_addresses = lru_cache(maxsize=1024)(_parse_addresses)
+_cached_one_line = lru_cache(maxsize=1024)(_one_line)
 
 
 def _clean_name(name: str) -> str:

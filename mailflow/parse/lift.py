@@ -12,12 +12,16 @@ from __future__ import annotations
 
 import binascii
 import re
+from collections.abc import Iterator
 from email.message import Message
 
-# A long stretch of the base64 alphabet and line breaks. One character class keeps the
-# regex engine from remembering every repetition (a grouped pattern costs 3× the input).
-# The look-behind starts a match only where a stretch begins, keeping the scan linear.
-_RUN = re.compile(rb"(?<![A-Za-z0-9+/=\r\n])[A-Za-z0-9+/=\r\n]{4096,}")
+# A long stretch of the base64 alphabet and line breaks is found by marking each byte of it
+# "a" and every other byte " " (one bytes.translate), then searching the marks for
+# _MIN_RUN a's: a long needle lets the search skip ahead, where a regex visits every byte.
+_MIN_RUN = 4096
+_BASE64_BYTES = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\r\n"
+_MARKS = bytes(0x61 if b in _BASE64_BYTES else 0x20 for b in range(256))
+_STRETCH = b"a" * _MIN_RUN
 _MARK = "\x00mailflow-lifted-"
 _TOKEN = re.compile("\x00mailflow-lifted-(\\d+)\x00")
 _ATTRIBUTE = "_mailflow_lifted"
@@ -31,8 +35,8 @@ def lift(data: bytes) -> tuple[bytes, list[memoryview]]:
     runs: list[memoryview] = []
     view = memoryview(data)
     pos = 0
-    for match in _RUN.finditer(data):
-        start, end = _whole_lines(data, match.start(), match.end())
+    for run_start, run_end in _runs(data):
+        start, end = _whole_lines(data, run_start, run_end)
         if end - start < 2048:
             continue
         pieces.append(data[pos:start])
@@ -43,6 +47,19 @@ def lift(data: bytes) -> tuple[bytes, list[memoryview]]:
         return data, []
     pieces.append(data[pos:])
     return b"".join(pieces), runs
+
+
+def _runs(data: bytes) -> Iterator[tuple[int, int]]:
+    """(start, end) of each whole stretch of base64 alphabet at least _MIN_RUN bytes long."""
+    marks = data.translate(_MARKS)
+    # The first _MIN_RUN a's found after a non-alphabet byte start a whole stretch.
+    start = marks.find(_STRETCH)
+    while start >= 0:
+        end = marks.find(b" ", start + _MIN_RUN)
+        if end < 0:
+            end = len(marks)
+        yield start, end
+        start = marks.find(_STRETCH, end)
 
 
 def _whole_lines(data: bytes, start: int, end: int) -> tuple[int, int]:
@@ -91,15 +108,19 @@ def lifted_payload(part: Message) -> bytes | None:
     pieces: list[str | memoryview] | None = getattr(part, _ATTRIBUTE, None)
     if pieces is None:
         return None
-    encoded = b"".join(
-        piece if isinstance(piece, memoryview) else piece.encode("ascii", "ignore")
-        for piece in pieces
-    )
+    encoded: bytes | memoryview
+    if len(pieces) == 1 and isinstance(pieces[0], memoryview):
+        encoded = pieces[0]  # the usual single run: decoded where it lies, not copied first
+    else:
+        encoded = b"".join(
+            piece if isinstance(piece, memoryview) else piece.encode("ascii", "ignore")
+            for piece in pieces
+        )
     try:
         return binascii.a2b_base64(encoded)
     except binascii.Error:
         # Bad padding: decode what is whole, as the stdlib does, rather than give up.
-        cleaned = re.sub(rb"[^A-Za-z0-9+/]", b"", encoded)
+        cleaned = re.sub(rb"[^A-Za-z0-9+/]", b"", bytes(encoded))
         cleaned = cleaned[: len(cleaned) - len(cleaned) % 4]
         return binascii.a2b_base64(cleaned)
 
