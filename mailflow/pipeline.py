@@ -560,7 +560,7 @@ class Crew:
 
     Accepting is I/O (reading files or IMAP, fsync); processing is CPU. With the two
     overlapping, `ingest` and `run --once` take about as long as the slower of the two
-    instead of their sum. The parent hands out inbox ids one at a time through a queue,
+    instead of their sum. The parent hands out accepted mail one at a time through a queue,
     so a worker that drew the large mails does not leave the other idle at the end.
     Exactly-once still rests on each mail's conditional claim: a worker that dies
     leaves its mail accepted, and the parent takes it on leaving.
@@ -584,7 +584,7 @@ class Crew:
         store = self.desk.store
         if not store.is_sqlite:
             return self
-        backlog = store.pending_ids()
+        backlog = store.pending(limit=None)
         if not store.ready_to_fork():
             log.warning("a database connection is still open: processing in this process")
             return self
@@ -597,16 +597,16 @@ class Crew:
             sender.close()
             self._children.append((child, receiver))
         # After the fork: the queue's feeder thread must exist in the parent only.
-        for inbox_id in backlog:
-            self._queue.put(inbox_id)
+        for item in backlog:
+            self._queue.put(item)
         return self
 
     def feed(self, accepted: Iterable[Accepted]) -> None:
         """Hand newly accepted mail to the workers (thread-safe)."""
         if self._queue is not None:
-            for item in accepted:
-                if not item.duplicate:
-                    self._queue.put(item.inbox_id)
+            for accepted_mail in accepted:
+                if accepted_mail.pending is not None:
+                    self._queue.put(accepted_mail.pending)
 
     def feeding(self, accept: AcceptMany) -> AcceptMany:
         """``accept`` that also hands what it accepted to the workers."""
@@ -663,9 +663,8 @@ class Crew:
         store.leave_checkpoints_to_others()
         done: list[Processed] = []
         try:
-            for inbox_id in self._handed_out():
-                item = store.pending_item(inbox_id)
-                result = self.desk.process(item) if item is not None else None
+            for item in self._handed_out():
+                result = self.desk.process(item)
                 if result is not None:
                     done.append(result)
             report.send(done)
@@ -673,20 +672,20 @@ class Crew:
             report.close()
             store.close()
 
-    def _handed_out(self) -> Iterator[int]:
-        """Inbox ids from the queue until the parent says it is done or is gone (killed
+    def _handed_out(self) -> Iterator[PendingItem]:
+        """Accepted mail from the queue until the parent says it is done or is gone (killed
         mid-accept: then the mail it accepted waits for the next run)."""
         parent = os.getppid()
         while not self.stop.is_set():
             try:
-                inbox_id = self._queue.get(timeout=ORPHAN_CHECK)
+                item = self._queue.get(timeout=ORPHAN_CHECK)
             except queue.Empty:
                 if os.getppid() != parent:
                     return
                 continue
-            if inbox_id is None:
+            if item is None:
                 return
-            yield inbox_id
+            yield item
 
 
 def _windows(limits: tuple[tuple[int, int], ...]) -> tuple[ratelimit.Window, ...]:

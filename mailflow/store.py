@@ -429,6 +429,8 @@ def header_message_id(raw: bytes) -> str:
 class Accepted:
     inbox_id: int
     duplicate: bool
+    # What a processor needs of a newly accepted mail (None for a duplicate).
+    pending: PendingItem | None = None
 
 
 @dataclass(frozen=True)
@@ -710,7 +712,8 @@ class Store:
         )
         inserted = cursor.lastrowid if self.is_sqlite else (cursor.fetchone() or [None])[0]
         if inserted:
-            return Accepted(int(inserted), duplicate=False)
+            pending = PendingItem(int(inserted), sha, source, 0, size)
+            return Accepted(int(inserted), duplicate=False, pending=pending)
         winner = self._execute(find, (message_id, sha)).fetchone()
         return Accepted(int(winner[0]), duplicate=True)
 
@@ -733,26 +736,13 @@ class Store:
             return None
         return PendingItem(row.id, row.sha256, row.source, row.attempts, row.size)
 
-    def pending(self, limit: int = 500) -> list[PendingItem]:
-        """Accepted rows in order."""
-        return self._pending_items(InboxItem.state == "accepted", limit)
-
-    def pending_item(self, inbox_id: int) -> PendingItem | None:
-        """One row, if it is still accepted."""
-        found = self._pending_items((InboxItem.id == inbox_id) & (InboxItem.state == "accepted"), 1)
-        return found[0] if found else None
-
-    def pending_ids(self) -> list[int]:
-        """Every accepted row's id, in order."""
-        query = InboxItem.select(InboxItem.id).where(InboxItem.state == "accepted")
-        return [row.id for row in query.order_by(InboxItem.id)]
-
-    def _pending_items(self, condition: Any, limit: int) -> list[PendingItem]:
+    def pending(self, limit: int | None = 500) -> list[PendingItem]:
+        """Accepted rows in order (``None``: all of them)."""
         query = (
             InboxItem.select(
                 InboxItem.id, InboxItem.sha256, InboxItem.source, InboxItem.attempts, InboxItem.size
             )
-            .where(condition)
+            .where(InboxItem.state == "accepted")
             .order_by(InboxItem.id)
             .limit(limit)
         )
