@@ -7,6 +7,7 @@ quarantined with its reason; the others go on.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -76,6 +77,20 @@ WORKERS_FROM = 200
 CHECKPOINT_EVERY = 0.25
 # How often a crew worker waiting for mail checks that its parent is still there.
 ORPHAN_CHECK = 1.0
+# Mails a crew worker writes in one transaction: a commit per mail would cost more than
+# any single step, while a group must stay short (the others wait for the write lock).
+GROUP = 8
+
+
+@dataclass(frozen=True)
+class Worked:
+    """A mail worked out and rendered, waiting to be written."""
+
+    mail: ParsedMail
+    situation: Situation
+    outcome: Outcome
+    prepared: Prepared
+    trusted: bool  # its files may join the request
 
 
 @dataclass(frozen=True)
@@ -174,11 +189,42 @@ class Desk:
         return done
 
     def process(self, item: PendingItem) -> Processed | None:
+        done = self.process_group([item])
+        return done[0] if done else None
+
+    def process_group(self, items: Sequence[PendingItem]) -> list[Processed]:
+        """Work each mail out on its own (parse → plan → render, outside any transaction),
+        then write them all in one transaction, each in its own savepoint: one commit
+        for the group, and a mail that fails rolls back alone."""
         started = time.perf_counter()
+        done: list[Processed] = []
+        ready: list[tuple[PendingItem, Worked]] = []
+        for item in items:
+            with self._failing(item, done):
+                ready.append((item, self._work_out(item)))
+        together = self.store.transaction() if len(ready) > 1 else contextlib.nullcontext()
+        with together:
+            for item, worked in ready:
+                with self._failing(item, done):
+                    done.append(self._write(item.inbox_id, worked))
+        for result in done:
+            log.info(
+                "inbox %s → %s %s (%s) %.0f ms",
+                result.inbox_id,
+                result.state,
+                result.ref or "-",
+                result.note,
+                (time.perf_counter() - started) * 1000,
+            )
+        return done
+
+    @contextlib.contextmanager
+    def _failing(self, item: PendingItem, done: list[Processed]) -> Iterator[None]:
+        """One bad mail never stops the others: it is quarantined with the reason."""
         try:
-            result = self._process(item)
+            yield
         except AlreadyProcessed:
-            return None
+            return
         except Exception as exc:  # noqa: BLE001 - one bad mail never stops the others
             if store_failure(exc):
                 # The store, not the mail, failed: the mail stays accepted for the next
@@ -190,16 +236,7 @@ class Desk:
             )
             self.store.quarantine(item.inbox_id, reason)
             self._tell_director(item, reason)
-            return Processed(item.inbox_id, "quarantined", None, reason)
-        log.info(
-            "inbox %s → %s %s (%s) %.0f ms",
-            item.inbox_id,
-            result.state,
-            result.ref or "-",
-            result.note,
-            (time.perf_counter() - started) * 1000,
-        )
-        return result
+            done.append(Processed(item.inbox_id, "quarantined", None, reason))
 
     def _tell_director(self, item: PendingItem, reason: str) -> None:
         """A quarantined mail is reported to the (first) director, at most once an hour;
@@ -219,7 +256,9 @@ class Desk:
         except Exception:  # noqa: BLE001
             log.exception("could not tell the director about inbox %s", item.inbox_id)
 
-    def _process(self, item: PendingItem) -> Processed:
+    def _work_out(self, item: PendingItem) -> Worked:
+        """Everything but the writing: parse, situate, plan, render; and keep the files
+        that will join a request (their fsyncs must not hold the write lock)."""
         limit = self.config.settings.max_message_bytes
         if item.size > limit:
             # An oversized mail is only read as far as its headers: who sent it, about what.
@@ -231,10 +270,11 @@ class Desk:
             mail = parse_mail(header_block(raw) if oversized else raw)
         situation = self.situate(mail, oversized=oversized)
         outcome = plan(situation)
-        # Mails are rendered before the write transaction, which then only writes rows:
-        # several workers can prepare in parallel while one writes (process_pending).
-        prepared = self.prepare(outcome, mail)
-        return self.commit(item.inbox_id, mail, situation, outcome, prepared)
+        # Files of a refused (spoofed) or automatic mail never join a request.
+        trusted = situation.classification is Classification.HUMAN and not outcome.hold_reason
+        if trusted and (outcome.request_ref or outcome.new_request):
+            self.store.keep_files(mail.attachments)
+        return Worked(mail, situation, outcome, self.prepare(outcome, mail), trusted)
 
     # -- pure steps, also used by `mailflow explain` --------------------------------------
 
@@ -365,22 +405,18 @@ class Desk:
 
     # -- commit -------------------------------------------------------------------------
 
-    def commit(
-        self,
-        inbox_id: int,
-        mail: ParsedMail,
-        situation: Situation,
-        outcome: Outcome,
-        prepared: Prepared | None = None,
-    ) -> Processed:
-        # Files of a refused (spoofed) or automatic mail never join a request.
-        trusted = situation.classification is Classification.HUMAN and not outcome.hold_reason
-        if trusted and (outcome.request_ref or outcome.new_request):
-            self.store.keep_files(mail.attachments)
+    def _write(self, inbox_id: int, worked: Worked) -> Processed:
+        """Inside a transaction of its own (a savepoint in a group): claim the mail,
+        write what its outcome says, mark it done."""
+        mail, situation, outcome = worked.mail, worked.situation, worked.outcome
         with self.store.transaction():
             self.store.claim(inbox_id)
             ref = self.carry_out(
-                outcome, mail=mail, inbox_id=inbox_id, keep_files=trusted, prepared=prepared
+                outcome,
+                mail=mail,
+                inbox_id=inbox_id,
+                keep_files=worked.trusted,
+                prepared=worked.prepared,
             )
             state = "held" if outcome.hold_reason else "done"
             note = outcome.hold_reason or outcome.note
@@ -663,29 +699,36 @@ class Crew:
         store.leave_checkpoints_to_others()
         done: list[Processed] = []
         try:
-            for item in self._handed_out():
-                result = self.desk.process(item)
-                if result is not None:
-                    done.append(result)
+            for group in self._handed_out():
+                done += self.desk.process_group(group)
             report.send(done)
         finally:
             report.close()
             store.close()
 
-    def _handed_out(self) -> Iterator[PendingItem]:
-        """Accepted mail from the queue until the parent says it is done or is gone (killed
-        mid-accept: then the mail it accepted waits for the next run)."""
+    def _handed_out(self) -> Iterator[list[PendingItem]]:
+        """Accepted mail from the queue, up to GROUP at a time (one commit each), until
+        the parent says it is done or is gone (killed mid-accept: then the mail it
+        accepted waits for the next run)."""
         parent = os.getppid()
         while not self.stop.is_set():
             try:
-                item = self._queue.get(timeout=ORPHAN_CHECK)
+                first = self._queue.get(timeout=ORPHAN_CHECK)
             except queue.Empty:
                 if os.getppid() != parent:
                     return
                 continue
-            if item is None:
+            group = [first]
+            while group[-1] is not None and len(group) < GROUP:
+                try:
+                    group.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            items = [item for item in group if item is not None]
+            if items:
+                yield items
+            if group[-1] is None:
                 return
-            yield item
 
 
 def _windows(limits: tuple[tuple[int, int], ...]) -> tuple[ratelimit.Window, ...]:

@@ -278,3 +278,43 @@ def test_ingest_processes_while_it_accepts_each_mail_exactly_once(
     assert len({r["ref"] for r in requests}) == count
     assert pending == 0
     assert kinds.count("new_request") == count
+
+
+def test_a_group_is_written_in_one_transaction_and_a_bad_mail_fails_alone(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Crew workers write several mails per commit; each still rolls back alone."""
+    service = Service(home)
+    try:
+        store = service.store
+        good, empty, refused = (
+            store.accept(raw, "ingest", "")
+            for raw in (
+                client_mail(subject="一件目", message_id="<group-1@client.example>"),
+                b"\r\n\r\n",
+                client_mail(subject="三件目", message_id="<group-3@client.example>"),
+            )
+        )
+        finish = store.finish
+
+        def failing_finish(inbox_id: int, **fields: object) -> None:
+            if inbox_id == refused.inbox_id:
+                raise ValueError("a fault while writing this one mail")
+            finish(inbox_id, **fields)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(store, "finish", failing_finish)
+        done = service.desk.process_group(store.pending())
+        states = {result.inbox_id: result.state for result in done}
+        subjects = [row["subject"] for row in store.list_requests()]
+        quarantined = store.list_quarantine()
+        pending = store.count_pending()
+    finally:
+        service.store.close()
+    assert states == {
+        good.inbox_id: "done",
+        empty.inbox_id: "quarantined",
+        refused.inbox_id: "quarantined",
+    }
+    assert subjects == ["一件目"], "the failed mail's request was rolled back with it"
+    assert len(quarantined) == 2 and pending == 0
+    assert any("a fault while writing" in str(row) for row in quarantined)
