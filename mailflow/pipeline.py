@@ -206,7 +206,7 @@ class Desk:
         with together:
             for item, worked in ready:
                 with self._failing(item, done):
-                    done.append(self._write(item.inbox_id, worked))
+                    done.append(self._write(item, worked))
         for result in done:
             log.info(
                 "inbox %s → %s %s (%s) %.0f ms",
@@ -275,6 +275,14 @@ class Desk:
         if trusted and (outcome.request_ref or outcome.new_request):
             self.store.keep_files(mail.attachments)
         return Worked(mail, situation, outcome, self.prepare(outcome, mail), trusted)
+
+    def _planned_on_stale(self, worked: Worked) -> bool:
+        """Whether the request a mail was planned against has changed since."""
+        ref = worked.situation.matched_ref
+        if ref is None:
+            return False
+        row = self.store.request_row(ref)
+        return (RequestView.from_row(row) if row else None) != worked.situation.request
 
     # -- pure steps, also used by `mailflow explain` --------------------------------------
 
@@ -405,11 +413,17 @@ class Desk:
 
     # -- commit -------------------------------------------------------------------------
 
-    def _write(self, inbox_id: int, worked: Worked) -> Processed:
+    def _write(self, item: PendingItem, worked: Worked) -> Processed:
         """Inside a transaction of its own (a savepoint in a group): claim the mail,
         write what its outcome says, mark it done."""
-        mail, situation, outcome = worked.mail, worked.situation, worked.outcome
+        inbox_id = item.inbox_id
         with self.store.transaction():
+            if self._planned_on_stale(worked):
+                # Another mail about the same request was written since this one was
+                # worked out (a crew works on several at once): work it out again on
+                # what is there now, as if they had come one after the other.
+                worked = self._work_out(item)
+            mail, situation, outcome = worked.mail, worked.situation, worked.outcome
             self.store.claim(inbox_id)
             ref = self.carry_out(
                 outcome,

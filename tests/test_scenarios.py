@@ -264,3 +264,31 @@ def test_a_client_cannot_reach_another_companys_request(desk: Desk) -> None:
     assert len(desk.service.store.list_requests()) == 2
     assert desk.request("MF-0001")["state"] == "new"
     assert desk.request("MF-0002")["client"] == "beta"
+
+
+def test_two_mails_on_one_request_written_in_one_group_act_as_if_one_after_the_other(
+    desk: Desk,
+) -> None:
+    """Crew workers work several mails out before writing them: a mail planned against a
+    request that another mail of the group has changed since is worked out again."""
+    rows = desk.send(mail(YAMADA, DESK, "議事録作成のお願い", "議事録を作成してください。\n"))
+    new_request = only(rows, "new_request")
+    store = desk.service.store
+    for text in ("#担当 sato\n", "#担当 suzuki\n"):
+        answer = mail(
+            TANAKA,
+            new_request["reply_to"],
+            "Re: " + new_request["subject"],
+            text,
+            in_reply_to=new_request["message_id"],
+        )
+        store.accept(answer, "smtp", "")
+    done = desk.service.desk.process_group(store.pending())
+    assert [result.state for result in done] == ["done", "done"]
+    request = desk.request()
+    assert request["assignee"] == "suzuki"
+    assigned = [e for e in request["events"] if e["kind"] == "assigned"]
+    # The second was planned on the first's outcome: a reassignment from sato.
+    assert len(assigned) == 2
+    assert assigned[1]["from_state"] == "assigned"
+    assert assigned[1]["detail"]["previous"] == "sato"
