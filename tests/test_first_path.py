@@ -218,20 +218,25 @@ def test_with_a_relay_configured_mail_goes_out_by_smtp(home: Path, relay: Relay)
     )
 
 
-def test_a_large_backlog_is_shared_among_workers_exactly_once(home: Path, tmp_path: Path) -> None:
-    from mailflow.pipeline import WORKERS_FROM
-
-    count = WORKERS_FROM + 50
-    folder = tmp_path / "backlog"
+def _client_mails(folder: Path, count: int, subject: str) -> Path:
+    """``count`` .eml files from Delta's contacts, subjects "<subject> <n>"."""
     folder.mkdir()
     for index in range(count):
         (folder / f"{index:04d}.eml").write_bytes(
             client_mail(
                 sender=f"staff{index}@delta-trading.example",
-                subject=f"依頼 {index}",
-                message_id=f"<backlog-{index}@client.example>",
+                subject=f"{subject} {index}",
+                message_id=f"<{folder.name}-{index}@client.example>",
             )
         )
+    return folder
+
+
+def test_a_large_backlog_is_shared_among_workers_exactly_once(home: Path, tmp_path: Path) -> None:
+    from mailflow.pipeline import WORKERS_FROM
+
+    count = WORKERS_FROM + 50
+    folder = _client_mails(tmp_path / "backlog", count, "依頼")
     service = Service(home)
     try:
         service.store.accept_many([(p.read_bytes(), "ingest", p.name) for p in folder.iterdir()])
@@ -255,16 +260,7 @@ def test_ingest_processes_while_it_accepts_each_mail_exactly_once(
 
     monkeypatch.setattr(mailflow.service, "backlog_workers", lambda: 2)
     count = 2 * INGEST_BATCH + 30
-    folder = tmp_path / "many"
-    folder.mkdir()
-    for index in range(count):
-        (folder / f"{index:04d}.eml").write_bytes(
-            client_mail(
-                sender=f"staff{index}@delta-trading.example",
-                subject=f"件名 {index}",
-                message_id=f"<many-{index}@client.example>",
-            )
-        )
+    folder = _client_mails(tmp_path / "many", count, "件名")
     service = Service(home)
     try:
         accepted = service.ingest([str(folder)])
