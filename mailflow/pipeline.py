@@ -689,13 +689,15 @@ class Crew:
             self.desk.store.checkpoint()
         return bool(self._children)
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, failure: type[BaseException] | None, *exc_info: object) -> None:
         self.all_accepted()
         while self.working(CHECKPOINT_EVERY):
             pass
         self.desk.store.stop_sharing()
-        # Whatever a dead worker left accepted is still there: take it now.
-        self.processed += self.desk.process_pending(stop=self.stop)
+        if failure is None:
+            # Whatever a dead worker left accepted is still there: take it now. (After
+            # an error or Ctrl-C it waits for the next run instead.)
+            self.processed += self.desk.process_pending(stop=self.stop)
 
     def _collect(self, receiver: Any) -> None:
         """Take one worker's report (read before joining: a large one fills the pipe)."""

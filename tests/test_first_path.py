@@ -314,3 +314,28 @@ def test_a_group_is_written_in_one_transaction_and_a_bad_mail_fails_alone(
     assert subjects == ["一件目"], "the failed mail's request was rolled back with it"
     assert len(quarantined) == 2 and pending == 0
     assert any("a fault while writing" in str(row) for row in quarantined)
+
+
+def test_a_crew_left_by_an_error_leaves_the_rest_accepted_for_the_next_run(
+    home: Path, tmp_path: Path
+) -> None:
+    """Ctrl-C or a failing source while a crew works: what was handed out is processed,
+    what was not stays accepted (nothing lost), and the error is not swallowed."""
+    service = Service(home)
+    try:
+        backlog = _client_mails(tmp_path / "before", 3, "先")
+        service.store.accept_many([(p.read_bytes(), "ingest", p.name) for p in backlog.iterdir()])
+        later = _client_mails(tmp_path / "after", 2, "後")
+        with pytest.raises(RuntimeError, match="source failed"):
+            with service.desk.crew(2) as crew:
+                service.store.accept_many(
+                    [(p.read_bytes(), "ingest", p.name) for p in later.iterdir()]
+                )
+                raise RuntimeError("source failed")
+        pending = service.store.count_pending()
+        subjects = sorted(r["subject"] for r in service.store.list_requests())
+    finally:
+        service.store.close()
+    assert sorted(result.state for result in crew.processed) == ["done"] * 3
+    assert subjects == ["先 0", "先 1", "先 2"]
+    assert pending == 2
