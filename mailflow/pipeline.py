@@ -46,6 +46,7 @@ from mailflow.render import Renderer
 from mailflow.situation import RequestView, Situation
 from mailflow.store import (
     Accepted,
+    AcceptMany,
     AlreadyProcessed,
     OutboxDraft,
     OutboxRow,
@@ -60,8 +61,6 @@ from mailflow.workflow import delivery_failed, plan, quarantine_notice
 log = logging.getLogger("mailflow")
 
 Clock = Callable[[], datetime]
-# Store.accept_many, or a source's wrapper of it.
-AcceptMany = Callable[[Sequence[tuple[bytes, str, str]]], list[Accepted]]
 # One outgoing mail, rendered and composed, waiting to be written to the outbox.
 Letter = tuple[Notice, OutboxDraft]
 # The ref of the mail's request (reserved when new) and its outgoing mails.
@@ -606,7 +605,7 @@ class Desk:
 
 class Crew:
     """Worker processes that process accepted mail while the process that made them
-    goes on accepting more (``with desk.crew(n) as crew: crew.feed(accepted)``).
+    goes on accepting more (``with desk.crew(n) as crew: crew.feeding(accept)(batch)``).
 
     Accepting is I/O (reading files or IMAP, fsync); processing is CPU. With the two
     overlapping, `ingest` and `run --once` take about as long as the slower of the two
@@ -651,7 +650,7 @@ class Crew:
             self._queue.put(item)
         return self
 
-    def feed(self, accepted: Iterable[Accepted]) -> None:
+    def _feed(self, accepted: Iterable[Accepted]) -> None:
         """Hand newly accepted mail to the workers (thread-safe)."""
         if self._queue is not None:
             for accepted_mail in accepted:
@@ -663,7 +662,7 @@ class Crew:
 
         def accept_and_feed(messages: Sequence[tuple[bytes, str, str]]) -> list[Accepted]:
             accepted = accept(messages)
-            self.feed(accepted)
+            self._feed(accepted)
             return accepted
 
         return accept_and_feed

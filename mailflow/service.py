@@ -151,14 +151,15 @@ class Service:
         accepted = self.store.accept_many(next(batches, []))
         following = next(batches, None)
         workers = backlog_workers()
-        if following is None or workers == 1:
-            for batch in itertools.chain([following or []], batches):
-                accepted += self.store.accept_many(batch)
-            self.desk.process_pending(workers=workers)
+        if following is not None and workers > 1:
+            with self.desk.crew(workers, self._stop) as crew:
+                accept = crew.feeding(self.store.accept_many)
+                for batch in itertools.chain([following], batches):
+                    accepted += accept(batch)
             return accepted
-        with self.desk.crew(workers, self._stop) as crew:
-            for batch in itertools.chain([following], batches):
-                accepted += crew.feeding(self.store.accept_many)(batch)
+        for batch in itertools.chain([following or []], batches):
+            accepted += self.store.accept_many(batch)
+        self.desk.process_pending(workers=workers)
         return accepted
 
     # -- the daemon -----------------------------------------------------------------------

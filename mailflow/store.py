@@ -18,7 +18,7 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -440,6 +440,10 @@ class PendingItem:
     source: str
     attempts: int
     size: int = 0
+
+
+# Store.accept_many, or a caller's wrapper of it (an IMAP drain takes one).
+AcceptMany = Callable[[Sequence[tuple[bytes, str, str]]], list[Accepted]]
 
 
 @dataclass(frozen=True)

@@ -33,11 +33,10 @@ from imapclient import IMAPClient
 from mailflow.errors import MailflowError
 from mailflow.settings import ImapSettings
 from mailflow.sources.oauth2 import OAuth2Error, TokenSource
-from mailflow.store import Accepted
+from mailflow.store import Accepted, AcceptMany
 
 log = logging.getLogger("mailflow.imap")
 
-Accept = Callable[[Sequence[tuple[bytes, str, str]]], list[Accepted]]
 ClientFactory = Callable[[ImapSettings, float], Any]
 
 _BODY = b"BODY[]"
@@ -251,7 +250,7 @@ class ImapSource:
 
     # -- draining -------------------------------------------------------------------------
 
-    def drain(self, accept_many: Accept) -> int:
+    def drain(self, accept_many: AcceptMany) -> int:
         """Accept every message in the folder, then move it; return how many were new.
 
         Messages the store already had (duplicates) are moved too but not counted. If
@@ -265,7 +264,7 @@ class ImapSource:
             self._drop()
             raise MailboxError(f"{self.source}: {_describe(error)}") from error
 
-    def _drain(self, client: Any, accept_many: Accept) -> int:
+    def _drain(self, client: Any, accept_many: AcceptMany) -> int:
         selected = client.select_folder(self.settings.folder)
         self._selected = True
         uidvalidity = int(selected[b"UIDVALIDITY"])
@@ -308,7 +307,7 @@ class ImapSource:
                 yield batch
 
     def _take(
-        self, client: Any, batch: list[int], uidvalidity: int, accept_many: Accept
+        self, client: Any, batch: list[int], uidvalidity: int, accept_many: AcceptMany
     ) -> list[Accepted]:
         fetched = client.fetch(batch, ["BODY.PEEK[]"])
         # A message expunged by someone else since the SEARCH is simply absent.
@@ -404,7 +403,7 @@ class ImapSource:
     # -- the loop -------------------------------------------------------------------------
 
     def run(
-        self, accept_many: Accept, on_accepted: Callable[[], None], stop_event: threading.Event
+        self, accept_many: AcceptMany, on_accepted: Callable[[], None], stop_event: threading.Event
     ) -> None:
         """drain → on_accepted() when something new arrived → wait, until ``stop_event``."""
         backoff = self.tuning.backoff_start
@@ -474,7 +473,7 @@ class ImapPoller:
         self._threads: list[threading.Thread] = []
 
     def start(
-        self, accept_many: Accept, on_accepted: Callable[[], None], stop_event: threading.Event
+        self, accept_many: AcceptMany, on_accepted: Callable[[], None], stop_event: threading.Event
     ) -> None:
         """Start one daemon thread per mailbox; they stop when ``stop_event`` is set."""
         for source in self.sources:
@@ -495,7 +494,7 @@ class ImapPoller:
         self._threads = [thread for thread in self._threads if thread.is_alive()]
         return not self._threads
 
-    def drain_all(self, accept_many: Accept) -> dict[str, int | Exception]:
+    def drain_all(self, accept_many: AcceptMany) -> dict[str, int | Exception]:
         """Drain every mailbox once, in parallel (``run --once``); close the connections.
 
         Each mailbox reports the number of new messages or the exception that stopped it.
