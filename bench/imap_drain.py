@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,26 @@ def mailflow(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def count_requests(home: Path) -> int:
     return len(json.loads(mailflow(home, "requests", "list", "--json").stdout))
+
+
+def measure_on_dovecot(
+    measure: Callable[[argparse.Namespace, Path, Dovecot], dict[str, Any]],
+    args: argparse.Namespace,
+    out: Path,
+) -> dict[str, Any]:
+    """``measure`` against a private Dovecot in a scratch folder (both removed after);
+    the result is also written to ``out`` as JSON."""
+    server = start_dovecot()
+    work = Path(tempfile.mkdtemp(prefix="mailflow-bench-"))
+    try:
+        result = measure(args, work, server)
+    finally:
+        server.stop()
+        shutil.rmtree(server.dir, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return result
 
 
 # -- the two sides ------------------------------------------------------------------------
@@ -147,16 +168,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--batch", type=int, default=200, help="bare UID FETCH batch (200)")
     args = parser.parse_args()
-    server = start_dovecot()
-    work = Path(tempfile.mkdtemp(prefix="mailflow-bench-"))
-    try:
-        result = measure(args, work, server)
-    finally:
-        server.stop()
-        shutil.rmtree(server.dir, ignore_errors=True)
-        shutil.rmtree(work, ignore_errors=True)
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    result = measure_on_dovecot(measure, args, OUT)
     print(f"| IMAP drain of {args.count:,} mails ({result['megabytes']} MB) | seconds | msgs/s |")
     print("|---|---:|---:|")
     print(

@@ -21,14 +21,11 @@ from __future__ import annotations
 import argparse
 import email
 import email.policy
-import json
 import math
-import shutil
 import signal
 import smtplib
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -41,8 +38,8 @@ ROOT = HERE.parent
 sys.path[:0] = [str(ROOT), str(HERE), str(ROOT / "tests")]
 
 from aiosmtpd.controller import Controller  # noqa: E402
-from dovecot import Dovecot, free_port, start_dovecot  # noqa: E402
-from imap_drain import MAILFLOW, add_imap, make_instance  # noqa: E402
+from dovecot import Dovecot, free_port  # noqa: E402
+from imap_drain import MAILFLOW, add_imap, make_instance, measure_on_dovecot  # noqa: E402
 from imapclient import IMAPClient  # noqa: E402
 from mails import client_mail, english_mail  # noqa: E402
 
@@ -225,16 +222,7 @@ def main() -> int:
     parser.add_argument("--mails", type=int, default=50, help="timed mails (50)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per mail (10)")
     args = parser.parse_args()
-    server = start_dovecot()
-    work = Path(tempfile.mkdtemp(prefix="mailflow-bench-"))
-    try:
-        result = measure(args, work, server)
-    finally:
-        server.stop()
-        shutil.rmtree(server.dir, ignore_errors=True)
-        shutil.rmtree(work, ignore_errors=True)
-    OUT.parent.mkdir(exist_ok=True)
-    OUT.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    result = measure_on_dovecot(measure, args, OUT)
     print(f"| appended → confirmation at the relay ({args.mails} mails) | p50 s | p95 s | max s |")
     print("|---|---:|---:|---:|")
     for label, key in (

@@ -15,16 +15,13 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from conftest import listen_on_free_port
+from conftest import flush_after_leases, listen_on_free_port
 from mails import client_mail, english_mail
 
-from mailflow.outbox import OutboxSender
 from mailflow.service import Service
-from mailflow.store import OUTBOX_LEASE, utcnow
 
 MAILFLOW = [sys.executable, "-m", "mailflow"]
 
@@ -92,12 +89,7 @@ def test_kill_9_anywhere_loses_nothing_and_doubles_nothing(any_home: Path, tmp_p
     # Rows a killed sender had claimed wait for their lease to run out; then they go.
     service = Service(home)
     try:
-        later = OutboxSender(
-            service.store,
-            service.sender.transport,
-            clock=lambda: utcnow() + OUTBOX_LEASE + timedelta(minutes=1),
-        )
-        later.flush()
+        flush_after_leases(service)
         outbox = service.store.list_outbox()
     finally:
         service.store.close()

@@ -34,7 +34,7 @@ from typing import Any
 
 import peewee
 import pytest
-from conftest import Relay, _SinkHandler, free_port, set_database
+from conftest import Relay, _SinkHandler, flush_after_leases, free_port, set_database
 from mails import client_mail, english_mail
 
 import mailflow.store
@@ -601,12 +601,7 @@ def test_kill_9_at_ten_points_of_a_500_mail_drain(
     # Rows a killed sender had claimed wait for their lease to run out; then they go.
     service = Service(home)
     try:
-        later = OutboxSender(
-            service.store,
-            service.sender.transport,
-            clock=lambda: utcnow() + OUTBOX_LEASE + timedelta(minutes=1),
-        )
-        later.flush()
+        flush_after_leases(service)
         outbox = service.store.list_outbox()
         inbox_rows = service.store.counts()["inbox"]
     finally:
