@@ -103,6 +103,15 @@ class Client:
     language: str
     digest: bool = True
 
+    def context(self, contact: Address) -> dict[str, str]:
+        """The ``client`` block of templates/CONTEXT.md, for mail about ``contact``."""
+        return {
+            "id": self.id,
+            "company": self.company,
+            "contact_name": contact.name,
+            "contact_email": contact.email,
+        }
+
 
 Staff = Director | Member | Coordinator
 _ROLES: dict[type, Role] = {

@@ -311,12 +311,7 @@ def request_context(
                 {"filename": a.filename, "size": a.size} for a in mail.attachments if not a.inline
             ],
         },
-        "client": {
-            "id": client.id,
-            "company": client.company,
-            "contact_name": contact.name,
-            "contact_email": contact.email,
-        },
+        "client": client.context(contact),
         "member": {"id": member.id, "name": member.name} if member else None,
     }
 

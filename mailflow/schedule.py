@@ -197,12 +197,7 @@ def request_context(view: RequestView, directory: Directory, tz: ZoneInfo) -> di
                 for f in view.data.get("files", [])
             ],
         },
-        "client": {
-            "id": client.id,
-            "company": client.company,
-            "contact_name": contact.name,
-            "contact_email": contact.email,
-        },
+        "client": client.context(contact),
         "member": {"id": member.id, "name": member.name} if member else None,
         "director": {"id": director.id, "name": director.name} if director else None,
     }
