@@ -159,13 +159,7 @@ class Desk:
                 # One SQLite transaction per few dozen mails (each in its own savepoint,
                 # so one failing mail rolls back alone): commits, not parsing, would
                 # otherwise set the pace.
-                with self.store.transaction():
-                    for item in batch[start : start + COMMIT_EVERY]:
-                        if stop.is_set():
-                            break
-                        result = self.process(item)
-                        if result is not None:
-                            done.append(result)
+                done += self.process_group(batch[start : start + COMMIT_EVERY], stop=stop)
         return done
 
     def crew(self, workers: int, stop: threading.Event | None = None) -> Crew:
@@ -191,16 +185,22 @@ class Desk:
         done = self.process_group([item])
         return done[0] if done else None
 
-    def process_group(self, items: Sequence[PendingItem]) -> list[Processed]:
+    def process_group(
+        self, items: Sequence[PendingItem], *, stop: threading.Event | None = None
+    ) -> list[Processed]:
         """Work each mail out on its own (parse → plan → render, outside any transaction),
         then write them all in one transaction, each in its own savepoint: one commit
-        for the group, and a mail that fails rolls back alone."""
+        for the group, and a mail that fails rolls back alone. A set ``stop`` ends the
+        group after the mail in hand (SIGTERM during a backlog); what was worked out is
+        written."""
         started = time.perf_counter()
         done: list[Processed] = []
         ready: list[tuple[PendingItem, Worked]] = []
-        for item in items:
+        for position, item in enumerate(items):
+            if stop is not None and stop.is_set():
+                break
             with self._failing(item, done):
-                ready.append((item, self._work_out(item)))
+                ready.append((item, self._work_out(item, refs_ahead=len(items) - position)))
         together = self.store.transaction() if len(ready) > 1 else contextlib.nullcontext()
         with together:
             for item, worked in ready:
@@ -255,9 +255,10 @@ class Desk:
         except Exception:  # noqa: BLE001
             log.exception("could not tell the director about inbox %s", item.inbox_id)
 
-    def _work_out(self, item: PendingItem) -> Worked:
+    def _work_out(self, item: PendingItem, *, refs_ahead: int = 1) -> Worked:
         """Everything but the writing: parse, situate, plan, render; and keep the files
-        that will join a request (their fsyncs must not hold the write lock)."""
+        that will join a request (their fsyncs must not hold the write lock).
+        ``refs_ahead``: how many mails, this one included, may still open a request."""
         limit = self.config.settings.max_message_bytes
         if item.size > limit:
             # An oversized mail is only read as far as its headers: who sent it, about what.
@@ -273,7 +274,8 @@ class Desk:
         trusted = situation.classification is Classification.HUMAN and not outcome.hold_reason
         if trusted and (outcome.request_ref or outcome.new_request):
             self.store.keep_files(mail.attachments)
-        return Worked(mail, situation, outcome, self.prepare(outcome, mail), trusted)
+        prepared = self.prepare(outcome, mail, refs_ahead=refs_ahead)
+        return Worked(mail, situation, outcome, prepared, trusted)
 
     def _planned_on_stale(self, worked: Worked) -> bool:
         """Whether the request a mail was planned against has changed since."""
@@ -413,8 +415,8 @@ class Desk:
     # -- commit -------------------------------------------------------------------------
 
     def _write(self, item: PendingItem, worked: Worked) -> Processed:
-        """Inside a transaction of its own (a savepoint in a group): claim the mail,
-        write what its outcome says, mark it done."""
+        """Inside a transaction of its own (a savepoint in a group): write what the
+        mail's outcome says, then mark it done (which fails if another took it)."""
         inbox_id = item.inbox_id
         with self.store.transaction():
             if self._planned_on_stale(worked):
@@ -423,7 +425,6 @@ class Desk:
                 # what is there now, as if they had come one after the other.
                 worked = self._work_out(item)
             mail, situation, outcome = worked.mail, worked.situation, worked.outcome
-            self.store.claim(inbox_id)
             ref = self.carry_out(
                 outcome,
                 mail=mail,
@@ -458,8 +459,10 @@ class Desk:
         ref, letters = prepared or self.prepare(outcome, mail)
         if _changes_load(outcome):
             self._loads = None
+        changes = dict(outcome.changes)
         if outcome.new_request is not None and ref is not None:
-            self.store.create_request(outcome.new_request, ref)
+            self.store.create_request(outcome.new_request, ref, changes)
+            changes = {}
         if ref is not None:
             if mail is not None:
                 self.store.link_message(ref, "in", mail.message_id, inbox_id=inbox_id)
@@ -467,18 +470,20 @@ class Desk:
                 self.store.add_event(ref, event, inbox_id)
             for attachment in mail.attachments if mail is not None and keep_files else ():
                 self.store.add_file(ref, inbox_id, attachment)
-            self.store.update_request(ref, dict(outcome.changes))
+            self.store.update_request(ref, changes)
             for member, hours in outcome.hours:
                 self.store.log_hours(ref, member, hours)
         for letter in letters:
             self._post(letter, inbox_id, mail)
         return ref
 
-    def prepare(self, outcome: Outcome, mail: ParsedMail | None) -> Prepared:
+    def prepare(
+        self, outcome: Outcome, mail: ParsedMail | None, *, refs_ahead: int = 1
+    ) -> Prepared:
         """The ref (reserved for a new request) and every outgoing mail, rendered."""
         ref = outcome.request_ref
         if outcome.new_request is not None:
-            ref = self.store.reserve_ref(mfthreading.format_ref)
+            ref = self.store.reserve_ref(mfthreading.format_ref, ahead=refs_ahead)
         return ref, [self._letter(notice, ref, mail) for notice in outcome.notices]
 
     def delivery_failed(self, row: OutboxRow, error: str) -> None:

@@ -18,7 +18,7 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -302,7 +302,7 @@ MIGRATIONS: tuple[tuple[str, Any], ...] = (
 )
 
 
-# Refs a worker process reserves at a time (one write turn instead of one per mail).
+# Refs reserved at a time for a backlog (one write turn instead of one per new request).
 REF_BLOCK = 16
 
 # How long a sender holds the outbox rows it claimed before others may take them.
@@ -757,16 +757,6 @@ class Store:
     def count_pending(self) -> int:
         return int(InboxItem.select().where(InboxItem.state == "accepted").count())
 
-    def claim(self, inbox_id: int) -> None:
-        """Inside a transaction: take the row or raise AlreadyProcessed."""
-        taken = self._execute(
-            "UPDATE inbox_item SET state = 'processing', attempts = attempts + 1"
-            " WHERE id = ? AND state = 'accepted'",
-            (inbox_id,),
-        ).rowcount
-        if taken != 1:
-            raise AlreadyProcessed(inbox_id)
-
     def finish(
         self,
         inbox_id: int,
@@ -778,9 +768,14 @@ class Store:
         subject: str = "",
         request_ref: str | None = None,
     ) -> None:
-        self._execute(
+        """Inside the mail's transaction, after its writes: mark it processed, or raise
+        AlreadyProcessed when another worker or daemon took it first (the caller's
+        savepoint then undoes what it wrote). Claiming at the end costs nothing: until
+        the commit no one else sees either the writes or the claim."""
+        taken = self._execute(
             "UPDATE inbox_item SET state = ?, reason = ?, classification = ?, sender = ?,"
-            " subject = ?, request_ref = ?, processed_at = ? WHERE id = ?",
+            " subject = ?, request_ref = ?, processed_at = ?, attempts = attempts + 1"
+            " WHERE id = ? AND state = 'accepted'",
             (
                 state,
                 reason[:2000],
@@ -791,7 +786,9 @@ class Store:
                 self._when(utcnow()),
                 inbox_id,
             ),
-        )
+        ).rowcount
+        if taken != 1:
+            raise AlreadyProcessed(inbox_id)
 
     def quarantine(self, inbox_id: int, reason: str) -> None:
         """Record a failure in its own transaction: the failed one was rolled back."""
@@ -812,18 +809,24 @@ class Store:
             )
         return bool(count == 1)
 
-    def reserve_ref(self, ref_of: Any) -> str:
+    def reserve_ref(self, ref_of: Any, *, ahead: int = 1) -> str:
         """The next request ref (``ref_of(number)``), never handed out twice.
 
         PostgreSQL takes it from a sequence (outside any transaction, so daemons never
         wait on each other); SQLite from a counter row in a short transaction — taking
-        ``ref_block`` numbers at a time when worker processes share a backlog.
+        up to ``REF_BLOCK`` numbers at a time when ``ahead`` more mails of a backlog may
+        want one (or worker processes share a backlog). Numbers reserved but never used
+        are gaps: refs are unique, not dense.
         """
         if not self.is_sqlite:
             number = self._execute("SELECT nextval('request_ref_seq')", ()).fetchone()[0]
             return str(ref_of(int(number)))
         if not self._refs:
-            block = REF_BLOCK if self._turns is not None else 1
+            block = REF_BLOCK if self._turns is not None else min(max(ahead, 1), REF_BLOCK)
+            if self.database.in_transaction():
+                # A number taken inside a transaction that may yet roll back must not
+                # outlive it: take exactly one.
+                block = 1
             with self.transaction():
                 row = self._execute(
                     "UPDATE ref_counter SET value = value + ? WHERE name = 'request'"
@@ -834,40 +837,50 @@ class Store:
             self._refs = list(range(last - block + 1, last + 1))
         return str(ref_of(self._refs.pop(0)))
 
-    def create_request(self, new: NewRequest, ref: str) -> str:
-        """Insert a request under a reserved ref."""
+    def create_request(
+        self, new: NewRequest, ref: str, changes: Mapping[str, Any] | None = None
+    ) -> str:
+        """Insert a request under a reserved ref, with the workflow's first ``changes``
+        (see update_request) in the same row."""
         now = self._when(utcnow())
-        row_id = self._insert(
-            "request",
-            {
-                "ref": ref,
-                "client": new.client_id,
-                "model": new.model.value,
-                "state": new.state.value,
-                "director": new.director,
-                "assignee": new.assignee,
-                "subject": new.subject,
-                "text": new.text,
-                "language": new.language,
-                "due": self._when(new.due),
-                "skills": json.dumps(list(new.skills)),
-                "priority": new.priority,
-                "revision_count": 0,
-                "hours_spent": 0.0,
-                "data": "{}",
-                "decision": json.dumps(new.decision.as_dict(), ensure_ascii=False),
-                "created_at": now,
-                "updated_at": now,
-            },
-        )
-        self._ids[ref] = row_id
+        values = {
+            "ref": ref,
+            "client": new.client_id,
+            "model": new.model.value,
+            "state": new.state.value,
+            "director": new.director,
+            "assignee": new.assignee,
+            "subject": new.subject,
+            "text": new.text,
+            "language": new.language,
+            "due": self._when(new.due),
+            "skills": json.dumps(list(new.skills)),
+            "priority": new.priority,
+            "revision_count": 0,
+            "hours_spent": 0.0,
+            "data": "{}",
+            "decision": json.dumps(new.decision.as_dict(), ensure_ascii=False),
+            "created_at": now,
+            "updated_at": now,
+        }
+        values.update(self._request_values(changes or {}))
+        self._ids[ref] = self._insert("request", values)
         return ref
 
     def update_request(self, ref: str, changes: dict[str, Any]) -> None:
         """Apply workflow changes; lists and dicts are stored as JSON, datetimes as UTC."""
         if not changes:
             return
-        values: dict[str, Any] = {"updated_at": self._when(utcnow())}
+        values = {"updated_at": self._when(utcnow()), **self._request_values(changes)}
+        assignments = ", ".join(f"{key} = ?" for key in values)
+        self._execute(
+            f"UPDATE request SET {assignments} WHERE id = ?",
+            [*values.values(), self._request_id(ref)],
+        )
+
+    def _request_values(self, changes: Mapping[str, Any]) -> dict[str, Any]:
+        """Workflow changes as columns: lists and dicts as JSON, datetimes as UTC."""
+        values = {}
         for key, value in changes.items():
             if key not in _REQUEST_COLUMNS:
                 raise ValueError(f"not a request field: {key}")
@@ -878,11 +891,7 @@ class Store:
             elif isinstance(value, State):
                 value = value.value
             values[key] = value
-        assignments = ", ".join(f"{key} = ?" for key in values)
-        self._execute(
-            f"UPDATE request SET {assignments} WHERE id = ?",
-            [*values.values(), self._request_id(ref)],
-        )
+        return values
 
     def log_hours(self, ref: str, member: str, hours: float) -> None:
         request = self._request(ref)

@@ -54,20 +54,22 @@ def test_message_id_is_read_from_folded_headers() -> None:
     assert header_message_id(b"Subject: none\r\n\r\nbody") == ""
 
 
-def test_a_claimed_message_cannot_be_claimed_again(store: Store) -> None:
+def test_a_finished_message_cannot_be_finished_again(store: Store) -> None:
     accepted = store.accept(client_mail(), "ingest")
     with store.transaction():
-        store.claim(accepted.inbox_id)
         store.finish(accepted.inbox_id, state="done")
     with pytest.raises(AlreadyProcessed), store.transaction():
-        store.claim(accepted.inbox_id)
+        ref = store.create_request(_new_request(), store.reserve_ref(lambda n: f"MF-{n:04d}"))
+        store.finish(accepted.inbox_id, state="done", request_ref=ref)
     assert store.pending() == []
+    # What the second attempt wrote before finding the mail taken was undone with it.
+    assert store.counts()["requests"] == 0
+    assert store.show_inbox(accepted.inbox_id)["attempts"] == 1  # type: ignore[index]
 
 
 def test_a_rolled_back_commit_leaves_the_message_accepted(store: Store) -> None:
     accepted = store.accept(client_mail(), "ingest")
     with pytest.raises(RuntimeError), store.transaction():
-        store.claim(accepted.inbox_id)
         store.create_request(_new_request(), store.reserve_ref(lambda n: f"MF-{n:04d}"))
         raise RuntimeError("crash in the middle")
     assert [p.inbox_id for p in store.pending()] == [accepted.inbox_id]
