@@ -1023,15 +1023,18 @@ class Store:
         """Record a kept attachment (see keep_files): a row with the names for display."""
         if not self.files.path(attachment.sha256).exists():
             raise StoreError(f"attachment {attachment.sha256} was not kept before its row")
-        FileRecord.create(
-            request=self._request_id(ref) if ref else None,
-            inbox_id=inbox_id,
-            filename=attachment.filename,
-            safe_name=attachment.safe_name,
-            content_type=attachment.content_type,
-            size=attachment.size,
-            sha256=attachment.sha256,
-            inline=attachment.inline,
+        self._insert(
+            "file_record",
+            {
+                "request_id": self._request_id(ref) if ref else None,
+                "inbox_id": inbox_id,
+                "filename": attachment.filename,
+                "safe_name": attachment.safe_name,
+                "content_type": attachment.content_type,
+                "size": attachment.size,
+                "sha256": attachment.sha256,
+                "inline": attachment.inline,
+            },
         )
 
     def add_outbox(self, draft: OutboxDraft) -> int:
@@ -1098,13 +1101,16 @@ class Store:
         request_ref: str | None,
         inbox_id: int | None,
     ) -> None:
-        Suppression.create(
-            at=_naive(utcnow()),
-            recipient=recipient.lower(),
-            kind=kind,
-            reason=reason,
-            request_ref=request_ref,
-            inbox_id=inbox_id,
+        self._insert(
+            "suppression",
+            {
+                "at": self._when(utcnow()),
+                "recipient": recipient.lower(),
+                "kind": kind,
+                "reason": reason,
+                "request_ref": request_ref,
+                "inbox_id": inbox_id,
+            },
         )
 
     def list_suppressions(self) -> list[dict[str, Any]]:
