@@ -7,8 +7,9 @@ support 8BITMIME or SMTPUTF8. (``email.message.EmailMessage`` with ``policy.SMTP
 same, but its header objects cost ~6 ms a mail — more than everything else the desk does
 for one; bench/ingest.py measures it.)
 
-Header values never carry CR or LF: every value is collapsed to one line first, so text that
-came from a client (a subject, a file name) cannot add headers of its own.
+Header values never carry CR or LF: every value is collapsed to one line first (an address
+or a msg-id loses all its whitespace), so text that came from a client (a subject, a file
+name) cannot add headers of its own.
 """
 
 from __future__ import annotations
@@ -70,10 +71,10 @@ def compose(
         ("From", _address_list([sender])),
         ("To", _address_list(to)),
         ("Cc", _address_list(cc)),
-        ("Reply-To", "".join(one_line(reply_to).split())),
+        ("Reply-To", "".join(reply_to.split())),
         ("Subject", _unstructured(rendered.subject)),
         ("Date", format_datetime(date)),
-        ("Message-ID", "".join(one_line(message_id).split())),
+        ("Message-ID", "".join(message_id.split())),
         *_threading(in_reply_to, references),
         *_automation(sender, automatic),
         ("MIME-Version", "1.0"),
@@ -149,10 +150,10 @@ def _address(address: Address) -> str:
 
 def _threading(in_reply_to: str | None, references: tuple[str, ...]) -> list[tuple[str, str]]:
     headers = []
-    replying_to = "".join(one_line(in_reply_to or "").split())
+    replying_to = "".join((in_reply_to or "").split())
     if replying_to and len(replying_to) <= _MAX_ID:
         headers.append(("In-Reply-To", replying_to))
-    ids = ["".join(one_line(mid).split()) for mid in references if mid.strip()]
+    ids = ["".join(mid.split()) for mid in references if mid.strip()]
     ids = [mid for mid in ids if len(mid) <= _MAX_ID]
     if ids:
         headers.append(("References", "\r\n ".join(ids)))
@@ -167,7 +168,7 @@ def _automation(sender: Address, automatic: bool) -> list[tuple[str, str]]:
     domain = sender.email.rpartition("@")[2].strip().lower()
     if domain:
         # Lets classify.py recognise our own mail when a forward or a loop brings it back.
-        headers.append((LOOP_HEADER, "".join(one_line(domain).split())))
+        headers.append((LOOP_HEADER, "".join(domain.split())))
     return headers
 
 
