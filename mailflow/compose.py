@@ -2,13 +2,17 @@
 
 The message is written directly as 7-bit MIME with CRLF line ends: text parts in UTF-8
 base64, display names and subjects as RFC 2047 encoded words, file names as RFC 2231
-parameters (and, for Outlook, an encoded-word ``name``). Nothing here needs the relay to
-support 8BITMIME or SMTPUTF8. (``email.message.EmailMessage`` with ``policy.SMTP`` does the
-same, but its header objects cost ~6 ms a mail — more than everything else the desk does
-for one; bench/ingest.py measures it.)
+parameters (and, for Outlook, an encoded-word ``name``), internationalised domains in IDNA
+(``xn--…``). Nothing here needs the relay to support 8BITMIME or SMTPUTF8 — except a mail to
+or from an address whose local part is not ASCII: no 7-bit form of it exists, so that mail's
+headers are UTF-8 (RFC 6532) and outbox.py sends it with SMTPUTF8.
+(``email.message.EmailMessage`` with ``policy.SMTP`` does the same, but its header objects
+cost ~6 ms a mail — more than everything else the desk does for one; bench/ingest.py
+measures it.)
 
-Header values never carry CR or LF: every value is collapsed to one line first, so text that
-came from a client (a subject, a file name) cannot add headers of its own.
+Header values never carry CR or LF: every value is collapsed to one line first (an address
+or a msg-id loses all its whitespace), so text that came from a client (a subject, a file
+name) cannot add headers of its own.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import binascii
 import functools
 import re
+import unicodedata
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
@@ -26,7 +31,7 @@ from mailflow.model import Address, Attachment
 from mailflow.parse.attachments import safe_name
 from mailflow.render import Rendered, one_line
 
-__all__ = ["LOOP_HEADER", "compose"]
+__all__ = ["LOOP_HEADER", "compose", "idna_address"]
 
 LOOP_HEADER = "X-Mailflow-Loop"
 
@@ -39,10 +44,16 @@ _ATOM_RE = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]*")
 # even the first line ("Subject: " + word) stays under 78.
 _WORD_BYTES = 39
 # A msg-id cannot be folded: a longer one (only hostile mail has one) is left out of
-# In-Reply-To and References rather than break the 998-octet line limit.
+# In-Reply-To and References rather than break the 998-octet line limit. So is one that is
+# not ASCII: it would turn the whole head into UTF-8 for a header no reader needs.
 _MAX_ID = 900
 # Characters per line of a base64 body (RFC 2045's limit).
 _BASE64_LINE = 76
+# Dots other than "." that IDNA reads as label separators (RFC 3490 §3.1): what a Japanese
+# input method types for "." when it is left in full-width mode.
+_IDEOGRAPHIC_DOTS = str.maketrans("\u3002\uff0e\uff61", "...")
+# An A-label: "xn--" and Punycode, letters, digits and hyphens only, 63 characters at most.
+_A_LABEL_RE = re.compile(r"xn--[a-z0-9-]{1,59}")
 
 
 def compose(
@@ -70,16 +81,22 @@ def compose(
         ("From", _address_list([sender])),
         ("To", _address_list(to)),
         ("Cc", _address_list(cc)),
-        ("Reply-To", "".join(one_line(reply_to).split())),
+        ("Reply-To", "".join(reply_to.split())),
         ("Subject", _unstructured(rendered.subject)),
         ("Date", format_datetime(date)),
-        ("Message-ID", "".join(one_line(message_id).split())),
+        ("Message-ID", "".join(message_id.split())),
         *_threading(in_reply_to, references),
         *_automation(sender, automatic),
         ("MIME-Version", "1.0"),
     ]
     head = "".join(f"{name}: {value}\r\n" for name, value in headers if value)
-    return head.encode("ascii") + _body(rendered, attachments)
+    try:
+        encoded = head.encode("ascii")
+    except UnicodeEncodeError:
+        # Only an address without a 7-bit form (a local part like "jøran") gets here: every
+        # other value is ASCII or an encoded word. RFC 6532 lets such a head be UTF-8.
+        encoded = head.encode("utf-8")
+    return encoded + _body(rendered, attachments)
 
 
 # -- headers ------------------------------------------------------------------------------
@@ -136,6 +153,8 @@ def _address_list(addresses: Iterable[Address]) -> str:
 @functools.lru_cache(maxsize=256)
 def _address(address: Address) -> str:
     spec = "".join(address.email.split())
+    if not spec.isascii():
+        spec = idna_address(spec)
     name = one_line(address.name)
     if not name:
         return spec
@@ -147,13 +166,40 @@ def _address(address: Address) -> str:
     return f'"{escaped}" <{spec}>'
 
 
+def idna_address(address: str) -> str:
+    """``address`` with its domain in IDNA A-labels (``jb@xn--julin-0qa.example.com``).
+
+    An ASCII address, and one whose domain has no A-label form, are returned unchanged:
+    the local part is never touched (it has no ASCII form)."""
+    if address.isascii():
+        return address
+    local, at, domain = address.rpartition("@")
+    a_labels = _a_labels(domain)
+    return f"{local}@{a_labels}" if at and a_labels else address
+
+
+def _a_labels(domain: str) -> str | None:
+    """The domain in A-labels, or None when a label has none (it then stays UTF-8)."""
+    labels = domain.translate(_IDEOGRAPHIC_DOTS).split(".")
+    for index, label in enumerate(labels):
+        if label.isascii():
+            continue
+        # IDNA2008 (RFC 5891): the label's NFC form in Punycode. Python's "idna" codec is
+        # IDNA2003, which turns "straße.de" into "strasse.de" — somebody else's domain.
+        normal = unicodedata.normalize("NFC", label.lower())
+        labels[index] = "xn--" + normal.encode("punycode").decode("ascii")
+        if not _A_LABEL_RE.fullmatch(labels[index]):
+            return None
+    return ".".join(labels)
+
+
 def _threading(in_reply_to: str | None, references: tuple[str, ...]) -> list[tuple[str, str]]:
     headers = []
-    replying_to = "".join(one_line(in_reply_to or "").split())
-    if replying_to and len(replying_to) <= _MAX_ID:
+    replying_to = "".join((in_reply_to or "").split())
+    if replying_to and len(replying_to) <= _MAX_ID and replying_to.isascii():
         headers.append(("In-Reply-To", replying_to))
-    ids = ["".join(one_line(mid).split()) for mid in references if mid.strip()]
-    ids = [mid for mid in ids if len(mid) <= _MAX_ID]
+    ids = ["".join(mid.split()) for mid in references if mid.strip()]
+    ids = [mid for mid in ids if len(mid) <= _MAX_ID and mid.isascii()]
     if ids:
         headers.append(("References", "\r\n ".join(ids)))
     return headers
@@ -167,7 +213,7 @@ def _automation(sender: Address, automatic: bool) -> list[tuple[str, str]]:
     domain = sender.email.rpartition("@")[2].strip().lower()
     if domain:
         # Lets classify.py recognise our own mail when a forward or a loop brings it back.
-        headers.append((LOOP_HEADER, "".join(one_line(domain).split())))
+        headers.append((LOOP_HEADER, "".join(domain.split())))
     return headers
 
 

@@ -4,6 +4,10 @@ Two transports share one shape, ``send(row)``: ``SmtpRelay`` hands mail to the c
 relay; ``MaildirSink`` writes it into ``data/sent/`` when no relay is set. Transient
 failures (relay down, 4xx) are retried with backoff until a deadline; permanent ones are
 recorded. An unreachable relay is logged once, not once per message.
+
+Addresses go into the envelope with IDNA domains, as compose.py writes them in the headers.
+A mail that is still not ASCII (an address like "jøran@example.com" has no ASCII form) is
+sent with SMTPUTF8 (RFC 6531); a relay without it can never take that mail.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
+from mailflow.compose import idna_address
 from mailflow.errors import PermanentDeliveryError, StoreError, TransientDeliveryError
 from mailflow.store import OutboxRow, Store, fsync_all, utcnow
 
@@ -92,11 +97,15 @@ class SmtpRelay:
     _connection: smtplib.SMTP | None = field(default=None, init=False, repr=False)
 
     def send(self, row: OutboxRow) -> None:
+        # The desk is the envelope sender so that bounces come back to it, where
+        # classify() recognises them instead of opening a request.
+        envelope_from = idna_address(self.envelope_from)
+        recipients = [idna_address(recipient) for recipient in row.recipients]
+        needing = _needing_smtputf8(envelope_from, recipients, row.raw)
         try:
             connection = self._connect()
-            # The desk is the envelope sender so that bounces come back to it, where
-            # classify() recognises them instead of opening a request.
-            refused = connection.sendmail(self.envelope_from, list(row.recipients), row.raw)
+            options = self._smtputf8(connection, needing) if needing else []
+            refused = connection.sendmail(envelope_from, recipients, row.raw, options)
         except smtplib.SMTPRecipientsRefused as exc:
             self.close()
             raise _classify_refusals(exc.recipients) from exc
@@ -116,6 +125,17 @@ class SmtpRelay:
 
     def settle(self) -> None:
         pass  # the relay's 250 already made each mail its responsibility
+
+    def _smtputf8(self, connection: smtplib.SMTP, needing: str) -> list[str]:
+        """The MAIL option for a mail that is not ASCII; no relay without it can take it."""
+        connection.ehlo_or_helo_if_needed()
+        # Checked here, not left to smtplib: it drops the option unasked from a relay that
+        # only speaks HELO, then fails with UnicodeEncodeError on the first non-ASCII address.
+        if not connection.has_extn("smtputf8"):
+            raise PermanentDeliveryError(
+                f"relay {self._where()} does not support SMTPUTF8, needed for {needing}"
+            )
+        return ["SMTPUTF8"]
 
     def _connect(self) -> smtplib.SMTP:
         if self._connection is not None:
@@ -150,6 +170,14 @@ class SmtpRelay:
             except (OSError, smtplib.SMTPException):
                 pass
             self._connection = None
+
+
+def _needing_smtputf8(envelope_from: str, recipients: list[str], raw: bytes) -> str:
+    """What makes a mail need SMTPUTF8 (an address, or its UTF-8 headers); "" if nothing."""
+    for address in (*recipients, envelope_from):
+        if not address.isascii():
+            return address
+    return "" if raw.isascii() else "the UTF-8 headers of the mail"
 
 
 def _classify_refusals(

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import Relay, free_port
 
 from mailflow.outbox import MaildirSink, OutboxSender, SmtpRelay
 from mailflow.store import OutboxDraft, Store, utcnow
+
+# A head that is UTF-8 (RFC 6532), as compose() writes it for this address.
+UTF8_MAIL = "To: Jøran <jøran@example.com>\r\nSubject: s\r\n\r\nbody\r\n".encode()
 
 
 @pytest.fixture
@@ -21,9 +26,12 @@ def store(tmp_path: Path) -> Iterator[Store]:
     opened.close()
 
 
-def _queue(store: Store, n: int, recipient: str = "yamada@acme.example") -> None:
+def _queue(
+    store: Store, n: int, recipient: str = "yamada@acme.example", raw: bytes | None = None
+) -> None:
+    queued = len(store.list_outbox())  # Message-IDs stay unique over several calls
     with store.transaction():
-        for i in range(n):
+        for i in range(queued, queued + n):
             store.add_outbox(
                 OutboxDraft(
                     kind="confirmation",
@@ -34,7 +42,7 @@ def _queue(store: Store, n: int, recipient: str = "yamada@acme.example") -> None
                     body_text="b",
                     reply_to="desk@x",
                     message_id=f"<mf.{i}@secretary.example>",
-                    raw=f"Message-ID: <mf.{i}@x>\r\nSubject: s{i}\r\n\r\nbody\r\n".encode(),
+                    raw=raw or f"Message-ID: <mf.{i}@x>\r\nSubject: s{i}\r\n\r\nbody\r\n".encode(),
                     attachments=(),
                     inbox_id=None,
                 )
@@ -100,6 +108,101 @@ def test_maildir_sink_writes_each_row_once(store: Store, tmp_path: Path) -> None
     for row in rows + rows:  # a crash between send and mark sends the same row again
         sink.send(row)
     assert len(list((tmp_path / "sent" / "new").iterdir())) == 2
+
+
+class _Recording:
+    """A relay handler that also records whether each mail came with SMTPUTF8."""
+
+    def __init__(self) -> None:
+        self.mails: list[tuple[str, list[str], bool, bytes]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        mail = (envelope.mail_from, list(envelope.rcpt_tos), envelope.smtp_utf8)
+        self.mails.append((*mail, envelope.original_content))
+        return "250 OK"
+
+
+@contextmanager
+def _relay(smtputf8: bool) -> Iterator[tuple[str, _Recording]]:
+    """aiosmtpd offering SMTPUTF8 (RFC 6531) or not. Its Controller offers it unless told
+    otherwise, so the ``relay`` fixture of conftest does too."""
+    from aiosmtpd.controller import Controller
+
+    handler, port = _Recording(), free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, enable_SMTPUTF8=smtputf8)
+    controller.start()
+    try:
+        yield f"smtp://127.0.0.1:{port}", handler
+    finally:
+        controller.stop()
+
+
+def _flush(store: Store, url: str) -> tuple[int, int, int]:
+    report = OutboxSender(store, SmtpRelay(url, "desk@secretary.example")).flush()
+    return report.sent, report.retried, report.failed
+
+
+def test_an_idna_domain_goes_into_the_envelope_in_a_labels(store: Store) -> None:
+    _queue(store, 1, recipient="jb@julián.example.com")
+    with _relay(smtputf8=False) as (url, relay):
+        assert _flush(store, url) == (1, 0, 0)
+    assert relay.mails[0][1:3] == (["jb@xn--julin-0qa.example.com"], False)
+
+
+@pytest.mark.parametrize(
+    ("recipient", "envelope"),
+    [
+        ("jøran@example.com", "jøran@example.com"),
+        ("jdöe@mächine.example", "jdöe@xn--mchine-bua.example"),
+    ],
+)
+def test_a_utf8_local_part_is_sent_with_smtputf8(
+    store: Store, recipient: str, envelope: str
+) -> None:
+    _queue(store, 1, recipient=recipient, raw=UTF8_MAIL)
+    with _relay(smtputf8=True) as (url, relay):
+        assert _flush(store, url) == (1, 0, 0)
+    assert relay.mails == [("desk@secretary.example", [envelope], True, UTF8_MAIL)]
+
+
+def test_ascii_mail_asks_no_smtputf8(store: Store) -> None:
+    _queue(store, 1)
+    with _relay(smtputf8=True) as (url, relay):
+        assert _flush(store, url) == (1, 0, 0)
+    assert relay.mails[0][2] is False
+
+
+@pytest.mark.parametrize(
+    ("recipient", "needed_for"),
+    [
+        ("jøran@example.com", "jøran@example.com"),
+        # An ASCII envelope, but a head that is UTF-8 (say, the desk's own local part).
+        ("yamada@acme.example", "the UTF-8 headers of the mail"),
+    ],
+)
+def test_a_relay_without_smtputf8_fails_that_mail_for_good(
+    store: Store, recipient: str, needed_for: str
+) -> None:
+    _queue(store, 1, recipient=recipient, raw=UTF8_MAIL)
+    _queue(store, 1)
+    with _relay(smtputf8=False) as (url, relay):
+        assert _flush(store, url) == (1, 0, 1)
+    failed, sent = store.list_outbox()
+    assert failed["state"] == "failed" and sent["state"] == "sent"
+    where = url.removeprefix("smtp://")
+    assert failed["last_error"] == (
+        f"relay {where} does not support SMTPUTF8, needed for {needed_for}"
+    )
+    assert [mail[1] for mail in relay.mails] == [["yamada@acme.example"]]
+    assert store.due_outbox(utcnow() + timedelta(days=3)) == []  # never retried
+
+
+def test_maildir_sink_keeps_a_utf8_head_byte_for_byte(store: Store, tmp_path: Path) -> None:
+    _queue(store, 1, recipient="jøran@example.com", raw=UTF8_MAIL)
+    sink = MaildirSink(tmp_path / "sent")
+    [row] = store.due_outbox(utcnow())
+    sink.send(row)
+    assert [f.read_bytes() for f in (tmp_path / "sent" / "new").iterdir()] == [UTF8_MAIL]
 
 
 def test_a_refused_client_mail_alerts_the_director(home: Path) -> None:
