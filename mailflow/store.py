@@ -366,33 +366,32 @@ class BlobStore:
 
     def put(self, sha256: str, data: bytes) -> Path:
         """Store one file durably: its bytes and its name are on disk when this returns."""
-        target = self._write(sha256, data, sync=True)
-        self._sync_directory()
-        return target
+        self.put_many([(sha256, data)])
+        return self.path(sha256)
 
     def put_many(self, items: Sequence[tuple[str, bytes]]) -> None:
-        """Store a batch: all files written first, then made durable together — the
-        fsyncs run side by side, so the file system commits its journal a few times for
-        the batch instead of once per file."""
-        fsync_all([self._write(sha256, data, sync=False) for sha256, data in items], self.root)
-
-    def _write(self, sha256: str, data: bytes, *, sync: bool) -> Path:
-        target = self.path(sha256)
-        if target.exists():
-            return target
-        temporary = self.root / f".{sha256}.{uuid.uuid4().hex}.tmp"
+        """Store a batch durably. Each file is written and synced under a temporary name
+        and only then renamed: a name on disk always holds the whole file, so a name that
+        exists is never written again. The fsyncs run side by side, so the file system
+        commits its journal a few times for the batch instead of once per file."""
+        fresh = {sha256: data for sha256, data in items if not self.path(sha256).exists()}
+        if not fresh:
+            return
+        temporaries = {sha256: self.root / f".{sha256}.{uuid.uuid4().hex}.tmp" for sha256 in fresh}
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            with open(temporary, "wb") as handle:
-                handle.write(data)
-                if sync:
-                    handle.flush()
-                    os.fsync(handle.fileno())
-            os.replace(temporary, target)
-        except OSError as exc:
-            temporary.unlink(missing_ok=True)
-            raise StoreError(f"cannot store {target}: {exc.strerror or exc}") from exc
-        return target
+            for sha256, data in fresh.items():
+                temporaries[sha256].write_bytes(data)
+            fsync_all(list(temporaries.values()), self.root)
+            for sha256, temporary in temporaries.items():
+                os.replace(temporary, self.path(sha256))
+        except (OSError, StoreError) as exc:
+            for temporary in temporaries.values():
+                temporary.unlink(missing_ok=True)
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreError(f"cannot store in {self.root}: {exc.strerror or exc}") from exc
+        self._sync_directory()
 
     def _sync_directory(self) -> None:
         # The rename is durable only once the directory is (after a crash, the inbox row

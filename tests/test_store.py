@@ -176,3 +176,30 @@ def test_migrations_upgrade_an_older_schema(database_url: str, tmp_path: Path) -
         assert upgraded.reserve_ref(lambda n: f"MF-{n:04d}") == "MF-0001"
     finally:
         upgraded.close()
+
+
+def test_a_blob_gets_its_name_only_once_its_bytes_are_synced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash between naming and syncing would leave a name with a hollow file, which a
+    later put of the same bytes would then trust: a failed sync must leave no name."""
+    import hashlib
+    import os
+
+    from mailflow.errors import StoreError
+    from mailflow.store import BlobStore
+
+    blobs = BlobStore(tmp_path / "raw")
+    items = [(hashlib.sha256(data).hexdigest(), data) for data in (b"one", b"two")]
+
+    def failing_fsync(descriptor: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(StoreError, match="Input/output error"):
+        blobs.put_many(items)
+    assert list((tmp_path / "raw").iterdir()) == []
+    monkeypatch.undo()
+    blobs.put_many(items)
+    assert [blobs.get(sha256) for sha256, _ in items] == [b"one", b"two"]
+    assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == sorted(s for s, _ in items)
