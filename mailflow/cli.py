@@ -20,7 +20,6 @@ from typing import Any
 import click
 
 from mailflow.errors import ConfigError, MailflowError, StoreError
-from mailflow.instance import InstanceExistsError, init_instance, load_config
 
 EXIT_ERROR = 1
 EXIT_CONFIG = 2
@@ -125,6 +124,10 @@ def main(ctx: click.Context, home: Path | None, verbose: bool) -> None:
 @click.pass_context
 def init(ctx: click.Context, directory: Path | None, demo: bool, force: bool) -> None:
     """Create an instance: mailflow.toml, rules.yaml, people.yaml, data/ and a secret."""
+    # Imported here, as in check: the configuration modules are a good part of the
+    # start-up, and the commands with a service load them in _import_frozen.
+    from mailflow.instance import InstanceExistsError, init_instance
+
     target = directory or _home(ctx)
     try:
         written = init_instance(target, demo=demo, force=force)
@@ -141,6 +144,7 @@ def init(ctx: click.Context, directory: Path | None, demo: bool, force: bool) ->
 def check(ctx: click.Context) -> None:
     """Validate mailflow.toml, people.yaml, rules.yaml and templates; exit 2 on any problem."""
     from mailflow.errors import Problem
+    from mailflow.instance import load_config
     from mailflow.render import Renderer
 
     home = _home(ctx)
