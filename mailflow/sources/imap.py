@@ -26,14 +26,15 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-from imapclient import IMAPClient
+from typing import TYPE_CHECKING, Any
 
 from mailflow.errors import MailflowError
 from mailflow.settings import ImapSettings
 from mailflow.sources.oauth2 import OAuth2Error, TokenSource
 from mailflow.store import Accepted, AcceptMany
+
+if TYPE_CHECKING:
+    from imapclient import IMAPClient
 
 log = logging.getLogger("mailflow.imap")
 
@@ -67,6 +68,10 @@ class Tuning:
 
 def open_client(settings: ImapSettings, timeout: float) -> IMAPClient:
     """Connect (TLS, STARTTLS or plain) with certificate and host name checks."""
+    # Imported here: imapclient costs ~20 ms of every start-up, and most commands (and
+    # instances without [[imap]]) never connect.
+    from imapclient import IMAPClient
+
     context = ssl.create_default_context()
     if settings.tls == "ssl":
         return IMAPClient(

@@ -16,7 +16,6 @@ import tempfile
 import time
 import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,10 @@ Post = Callable[[str, bytes], dict[str, Any]]
 
 def post_form(url: str, body: bytes) -> dict[str, Any]:
     """POST a form to the token endpoint and return its JSON answer."""
+    # Imported here: urllib.request (http.client) would cost every start-up, and only an
+    # XOAUTH2 mailbox refreshing its token needs it.
+    import urllib.request
+
     request = urllib.request.Request(
         url,
         data=body,
