@@ -148,16 +148,20 @@ class Service:
             (raw, "ingest", ref) for path in paths for raw, ref in read_messages(path, stdin=stdin)
         )
         batches = _batched(messages, INGEST_BATCH)
-        accepted = self.store.accept_many(next(batches, []))
+        # Two batches are read (not yet accepted) to decide: more than one is worth a crew,
+        # which is then formed before anything is accepted, so it works from the start.
+        first = next(batches, [])
         following = next(batches, None)
+        read = itertools.chain([first, following or []], batches)
         workers = backlog_workers()
+        accepted: list[Accepted] = []
         if following is not None and workers > 1:
             with self.desk.crew(workers, self._stop) as crew:
                 accept = crew.feeding(self.store.accept_many)
-                for batch in itertools.chain([following], batches):
+                for batch in read:
                     accepted += accept(batch)
             return accepted
-        for batch in itertools.chain([following or []], batches):
+        for batch in read:
             accepted += self.store.accept_many(batch)
         self.desk.process_pending(workers=workers)
         return accepted
