@@ -341,16 +341,17 @@ def _fsync_path(path: Path) -> None:
         raise StoreError(f"cannot sync {path}: {exc.strerror or exc}") from exc
 
 
-def fsync_all(paths: Sequence[Path], directory: Path) -> None:
-    """Make files and their directory durable. The fsyncs run side by side, so the file
-    system commits its journal a few times for a batch instead of once per file."""
+def fsync_all(paths: Sequence[Path], directory: Path | None) -> None:
+    """Make files and their directory (if given) durable. The fsyncs run side by side, so
+    the file system commits its journal a few times for a batch instead of once per file."""
     if len(paths) > 1:
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(_fsync_path, paths))
     else:
         for path in paths:
             _fsync_path(path)
-    _fsync_path(directory)
+    if directory is not None:
+        _fsync_path(directory)
 
 
 class BlobStore:
@@ -382,7 +383,7 @@ class BlobStore:
             self.root.mkdir(parents=True, exist_ok=True)
             for sha256, data in fresh.items():
                 temporaries[sha256].write_bytes(data)
-            fsync_all(list(temporaries.values()), self.root)
+            fsync_all(list(temporaries.values()), None)  # the directory once renamed
             for sha256, temporary in temporaries.items():
                 os.replace(temporary, self.path(sha256))
         except (OSError, StoreError) as exc:
