@@ -14,7 +14,13 @@ from mailflow.errors import ProcessingError
 from mailflow.model import Address, BounceReport, ForwardedMail, ParsedMail
 from mailflow.parse import bounce as bounces
 from mailflow.parse.attachments import safe_name
-from mailflow.parse.body import Collected, collect, first_header, forwarded_from_message
+from mailflow.parse.body import (
+    Collected,
+    collect,
+    content_type_of,
+    first_header,
+    forwarded_from_message,
+)
 from mailflow.parse.charsets import decode_bytes
 from mailflow.parse.flat import read_flat
 from mailflow.parse.forward import find_inline_forward
@@ -81,7 +87,7 @@ def _build(msg: Message, data: bytes) -> ParsedMail:
     first: dict[str, str] = {}
     for key, value in named:
         first.setdefault(key, value)
-    content_type = msg.get_content_type()
+    content_type = content_type_of(msg)
     headers = tuple((key, decode_header(value)) for key, value in named)
     subject = next((value for key, value in headers if key == "subject"), "")
     found = collect(msg)
