@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from mailflow.errors import ProcessingError
-from mailflow.parse import body as body_module
 from mailflow.parse import parse_mail, split_quoted
+from mailflow.parse.content_type import content_charset, content_type_of
 from mailflow.parse.html import html_to_text
 
 MAIL = Path(__file__).parent / "mail"
@@ -273,11 +273,11 @@ def test_deep_nesting_does_not_raise() -> None:
 def test_content_type_and_charset_read_as_the_stdlib_does(fields: bytes) -> None:
     part = BytesParser(policy=compat32).parsebytes(fields + b"\r\nbody\r\n")
     for _ in range(2):  # the second reading comes from the kept ones
-        assert body_module.content_type_of(part) == part.get_content_type()
-        assert body_module._charset(part) == part.get_content_charset()
+        assert content_type_of(part) == part.get_content_type()
+        assert content_charset(part) == part.get_content_charset()
 
 
 def test_a_digest_part_without_content_type_keeps_its_default_type() -> None:
     raw = b'Content-Type: multipart/digest; boundary="d"\r\n\r\n--d\r\n\r\nSubject: x\r\n\r\n--d--'
     inner = BytesParser(policy=compat32).parsebytes(raw).get_payload(0)
-    assert body_module.content_type_of(inner) == "message/rfc822"
+    assert content_type_of(inner) == "message/rfc822"

@@ -14,14 +14,9 @@ from mailflow.errors import ProcessingError
 from mailflow.model import Address, BounceReport, ForwardedMail, ParsedMail
 from mailflow.parse import bounce as bounces
 from mailflow.parse.attachments import safe_name
-from mailflow.parse.body import (
-    Collected,
-    collect,
-    content_type_of,
-    first_header,
-    forwarded_from_message,
-)
+from mailflow.parse.body import Collected, collect, first_header, forwarded_from_message
 from mailflow.parse.charsets import decode_bytes
+from mailflow.parse.content_type import content_type_of
 from mailflow.parse.flat import read_flat
 from mailflow.parse.forward import find_inline_forward
 from mailflow.parse.headers import (

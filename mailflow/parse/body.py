@@ -10,12 +10,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from email.message import Message
-from functools import lru_cache
 
 from mailflow.model import Address, Attachment, ForwardedMail
 from mailflow.parse.attachments import default_name, part_filename, safe_name
 from mailflow.parse.bounce import ReportParts, returned_id, status_blocks
 from mailflow.parse.charsets import decode_bytes, is_known_charset
+from mailflow.parse.content_type import content_charset, content_type_of
 from mailflow.parse.headers import decode_header, parse_addresses, parse_date
 from mailflow.parse.html import html_to_text
 from mailflow.parse.lift import lifted_payload
@@ -141,51 +141,8 @@ def _payload(part: Message) -> bytes:
     return data if isinstance(data, bytes) else b""
 
 
-def content_type_of(part: Message) -> str:
-    """``part.get_content_type()``, read once for each Content-Type field seen."""
-    field = _content_type_field(part)
-    if field is None:
-        return part.get_content_type()  # the default type, which a multipart/digest sets
-    return _read_content_type(*field)[0]
-
-
-def _charset(part: Message) -> str | None:
-    """``part.get_content_charset()`` (None when unreadable), read once for each field seen."""
-    field = _content_type_field(part)
-    return None if field is None else _read_content_type(*field)[1]
-
-
-def _content_type_field(part: Message) -> tuple[str, str] | None:
-    # The first one, as Message.get would pick it; both readings depend on it alone.
-    return next(((k, v) for k, v in part.raw_items() if k.lower() == "content-type"), None)
-
-
-def _read_content_type(name: str, value: str) -> tuple[str, str | None]:
-    if len(value) > _CACHED_LENGTH:
-        return _read_content_type_field(name, value)
-    return _cached_content_type(name, value)
-
-
-def _read_content_type_field(name: str, value: str) -> tuple[str, str | None]:
-    """(type, charset) as the stdlib reads them from a message with this field alone."""
-    scratch = Message()
-    scratch.set_raw(name, value)
-    try:
-        charset = scratch.get_content_charset()
-    except (ValueError, TypeError, LookupError, IndexError):
-        charset = None
-    return scratch.get_content_type(), charset
-
-
-# The stdlib parses the whole field at each reading, and the same few Content-Type fields
-# come back part after part and mail after mail: recent readings are kept, keyed on the
-# field's text. Long, odd fields are not.
-_CACHED_LENGTH = 1000
-_cached_content_type = lru_cache(maxsize=256)(_read_content_type_field)
-
-
 def _text(part: Message, found: Collected) -> str:
-    charset = _charset(part)
+    charset = content_charset(part)
     if charset and not is_known_charset(charset):
         found.defects.append(f"unknown charset {charset!r}: decoded by guessing")
     text = decode_bytes(_payload(part), charset)

@@ -14,6 +14,8 @@ import re
 from email.message import Message
 from email.policy import compat32
 
+from mailflow.parse.content_type import content_type_of
+
 # The blank line that ends the header block (lines end in LF or CRLF).
 _HEADER_END = re.compile(r"\n\r?\n")
 # A header field as the feed parser takes it: an RFC 5322 name (printable ASCII but ":"),
@@ -37,7 +39,7 @@ def read_flat(text: str) -> Message | None:
     for name, value in _FIELD.findall(block):
         # What the feed parser stores through compat32: the value without its last line break.
         msg.set_raw(name, value.rstrip("\r\n"))
-    if msg.get_content_maintype() in _STRUCTURED:
+    if content_type_of(msg).split("/")[0] in _STRUCTURED:
         return None
     msg.set_payload(text[end.end() :])
     return msg
