@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from email.parser import BytesParser
+from email.policy import compat32
 from pathlib import Path
 
 import pytest
 
 from mailflow.errors import ProcessingError
 from mailflow.parse import parse_mail, split_quoted
+from mailflow.parse.content_type import content_charset, content_type_of
 from mailflow.parse.html import html_to_text
 
 MAIL = Path(__file__).parent / "mail"
@@ -253,3 +256,28 @@ def test_deep_nesting_does_not_raise() -> None:
     except ProcessingError:
         return
     assert isinstance(mail.text, str)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        b"Content-Type: text/plain; charset=ISO-2022-JP\r\n",
+        b'content-type: TEXT/HTML; charset="utf-8"\r\nContent-Type: text/plain\r\n',
+        b"Content-Type: text/plain; charset*=utf-8''%E3%81%82\r\n",
+        b"Content-Type: text/plain; charset=\xe3\x81\x82\r\n",
+        b"Content-Type: bogus; charset=\r\n",
+        b"Content-Type: \r\n",
+        b"Subject: no content type\r\n",
+    ],
+)
+def test_content_type_and_charset_read_as_the_stdlib_does(fields: bytes) -> None:
+    part = BytesParser(policy=compat32).parsebytes(fields + b"\r\nbody\r\n")
+    for _ in range(2):  # the second reading comes from the kept ones
+        assert content_type_of(part) == part.get_content_type()
+        assert content_charset(part) == part.get_content_charset()
+
+
+def test_a_digest_part_without_content_type_keeps_its_default_type() -> None:
+    raw = b'Content-Type: multipart/digest; boundary="d"\r\n\r\n--d\r\n\r\nSubject: x\r\n\r\n--d--'
+    inner = BytesParser(policy=compat32).parsebytes(raw).get_payload(0)
+    assert content_type_of(inner) == "message/rfc822"

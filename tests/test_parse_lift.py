@@ -85,10 +85,18 @@ def test_runs_are_the_stretches_the_regex_finds() -> None:
     for _ in range(300):
         pieces = []
         for _ in range(rng.randrange(1, 6)):
-            size = rng.choice([1, 40, 2047, 4095, 4096, 4097, 9000])
+            size = rng.choice([1, 40, 2047, 4095, 4096, 4097, 9000, 16383, 16384, 16385, 40000])
             if rng.random() < 0.6:
                 pieces.append(bytes(rng.choice(alphabet) for _ in range(size)))
             else:
                 pieces.append(bytes(rng.randrange(256) for _ in range(rng.randrange(1, 4))))
         data = b"".join(pieces)
+        assert list(lift_module._runs(data)) == [m.span() for m in _RUN.finditer(data)]
+
+
+@pytest.mark.parametrize("before", [0, 1, 4095, 12288, 16383, 16384, 16385])
+@pytest.mark.parametrize("length", [4095, 4096, 16384, 16385, 32768])
+def test_runs_meeting_the_edges_of_the_pieces_read(before: int, length: int) -> None:
+    for after in (b"", b" ", b" " + b"A" * 5000):
+        data = b"-" * before + b"A" * length + after
         assert list(lift_module._runs(data)) == [m.span() for m in _RUN.finditer(data)]

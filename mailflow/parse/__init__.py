@@ -7,7 +7,7 @@ and it keeps the raw bytes of bad headers) and decodes every header and part its
 from __future__ import annotations
 
 from email.message import Message
-from email.parser import BytesParser
+from email.parser import Parser
 from email.policy import compat32
 
 from mailflow.errors import ProcessingError
@@ -16,6 +16,8 @@ from mailflow.parse import bounce as bounces
 from mailflow.parse.attachments import safe_name
 from mailflow.parse.body import Collected, collect, first_header, forwarded_from_message
 from mailflow.parse.charsets import decode_bytes
+from mailflow.parse.content_type import content_type_of
+from mailflow.parse.flat import read_flat
 from mailflow.parse.forward import find_inline_forward
 from mailflow.parse.headers import (
     decode_header,
@@ -39,7 +41,7 @@ __all__ = [
     "split_quoted",
 ]
 
-_PARSER = BytesParser(policy=compat32)
+_PARSER = Parser(policy=compat32)
 
 
 def parse_mail(raw: bytes) -> ParsedMail:
@@ -58,8 +60,12 @@ def parse_mail(raw: bytes) -> ParsedMail:
 
 def _parse_tree(data: bytes) -> Message:
     lifted, runs = lift_runs(data)
+    # As BytesParser reads bytes: each 8-bit byte becomes a surrogate escape.
+    text = lifted.decode("ascii", "surrogateescape")
     try:
-        msg = _PARSER.parsebytes(lifted)
+        msg = read_flat(text)
+        if msg is None:
+            msg = _PARSER.parsestr(text)
         settle(msg, runs)
         return msg
     except RecursionError as exc:
@@ -76,7 +82,7 @@ def _build(msg: Message, data: bytes) -> ParsedMail:
     first: dict[str, str] = {}
     for key, value in named:
         first.setdefault(key, value)
-    content_type = msg.get_content_type()
+    content_type = content_type_of(msg)
     headers = tuple((key, decode_header(value)) for key, value in named)
     subject = next((value for key, value in headers if key == "subject"), "")
     found = collect(msg)

@@ -15,6 +15,7 @@ from mailflow.model import Address, Attachment, ForwardedMail
 from mailflow.parse.attachments import default_name, part_filename, safe_name
 from mailflow.parse.bounce import ReportParts, returned_id, status_blocks
 from mailflow.parse.charsets import decode_bytes, is_known_charset
+from mailflow.parse.content_type import content_charset, content_type_of
 from mailflow.parse.headers import decode_header, parse_addresses, parse_date
 from mailflow.parse.html import html_to_text
 from mailflow.parse.lift import lifted_payload
@@ -69,8 +70,7 @@ def collect(msg: Message, depth: int = 0) -> Collected:
         if level > MAX_DEPTH:
             found.defects.append(f"MIME parts nested deeper than {MAX_DEPTH} levels were skipped")
             continue
-        # Reading Content-Type walks every header: once per part is enough.
-        ctype = part.get_content_type()
+        ctype = content_type_of(part)
         children = _children(part, ctype)
         if children is not None:
             for child in reversed(children):
@@ -141,15 +141,8 @@ def _payload(part: Message) -> bytes:
     return data if isinstance(data, bytes) else b""
 
 
-def _charset(part: Message) -> str | None:
-    try:
-        return part.get_content_charset()
-    except (ValueError, TypeError, LookupError, IndexError):
-        return None
-
-
 def _text(part: Message, found: Collected) -> str:
-    charset = _charset(part)
+    charset = content_charset(part)
     if charset and not is_known_charset(charset):
         found.defects.append(f"unknown charset {charset!r}: decoded by guessing")
     text = decode_bytes(_payload(part), charset)

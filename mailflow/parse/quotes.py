@@ -125,7 +125,9 @@ def find_quote_start(lines: list[str]) -> tuple[int, int]:
 
     Returns ``(len(lines), 0)`` when nothing is quoted.
     """
-    last_fresh = max((i for i, line in enumerate(lines) if line and line[0] != ">"), default=-1)
+    last_fresh = next(
+        (i for i in range(len(lines) - 1, -1, -1) if lines[i] and lines[i][0] != ">"), -1
+    )
     for i, line in enumerate(lines):
         if not line or line.startswith(">"):
             if line and i > last_fresh:
@@ -155,7 +157,7 @@ def is_marker(line: str) -> bool:
 def _attribution_size(lines: list[str], i: int) -> int:
     """How many lines (1–3) an "On … wrote:" style attribution takes at ``i``, else 0."""
     line = lines[i]
-    if len(line) > 300 or not any(x.endswith((":", "：")) for x in lines[i : i + 3]):
+    if len(line) > 300 or not _colon_ends_one_of_three(lines, i):
         return 0  # every attribution ends with a colon: skip the regexes for most lines
     if _DATED_ATTRIBUTION.match(line):
         return 1
@@ -176,6 +178,12 @@ def _attribution_size(lines: list[str], i: int) -> int:
     return 0
 
 
+def _colon_ends_one_of_three(lines: list[str], i: int) -> bool:
+    # One join and two searches in C: a generator over the three lines costs more.
+    window = "\n".join(lines[i : i + 3]) + "\n"
+    return ":\n" in window or "：\n" in window
+
+
 def _wraps_into(previous: str, line: str) -> bool:
     """True when ``previous`` is the first half of an attribution wrapped at its address."""
     return bool(previous) and (previous.endswith("<") or bool(_ADDRESS_TAIL.match(line)))
@@ -187,6 +195,8 @@ def _looks_dated(line: str) -> bool:
 
 def _is_header_block(lines: list[str], i: int) -> bool:
     """Outlook/Apple/Hotmail: a From: line with Sent:/Date:/Subject: lines around it."""
+    if ":" not in lines[i] and "：" not in lines[i]:
+        return False  # both patterns end in a colon: most lines need neither regex
     if _HEADER_FROM.match(lines[i]):
         return any(_HEADER_NEXT.match(line) for line in lines[i + 1 : i + 6])
     if not _HEADER_NEXT.match(lines[i]):
