@@ -110,7 +110,14 @@ _CASE_TWINS = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212
 def _caseless(text: str) -> str:
     """``text`` in lower case such that any lower-case word (ASCII or without case) that an
     IGNORECASE pattern finds in ``text`` is a substring of it: what hints are checked in."""
+    # str.translate walks a non-ASCII text character by character in Python objects (some
+    # 10 µs a mail); the twins are rare, so a few searches in C decide whether it is needed.
+    if text.isascii() or not any(twin in text for twin in _TWIN_CHARACTERS):
+        return text.lower()
     return text.translate(_CASE_TWINS).lower()
+
+
+_TWIN_CHARACTERS = tuple(chr(code) for code in _CASE_TWINS)
 
 
 # -- words around a date -------------------------------------------------------------------
@@ -695,18 +702,23 @@ def _keyword_pattern(keyword: str) -> re.Pattern[str]:
     return re.compile(before + body + after, re.IGNORECASE)
 
 
+_FormatKeyword = tuple[str, str, re.Pattern[str], tuple[str, ...]]
+
+
 @lru_cache(maxsize=16)
 def _longest_first(
     formats: tuple[tuple[str, tuple[str, ...]], ...],
-) -> tuple[tuple[str, str, re.Pattern[str], tuple[str, ...]], ...]:
-    """(keyword, key, pattern, pieces) of each format keyword, longest first; see _pieces."""
+) -> tuple[tuple[_FormatKeyword, ...], tuple[str, ...]]:
+    """(keyword, key, pattern, pieces) of each format keyword, longest first (see _pieces);
+    and every piece once, for checking which ones a text has."""
     keywords = sorted(
         ((keyword, key) for key, words in formats for keyword in words),
         key=lambda pair: -len(pair[0]),
     )
-    return tuple(
+    compiled = tuple(
         (keyword, key, _keyword_pattern(keyword), _pieces(keyword)) for keyword, key in keywords
     )
+    return compiled, tuple(dict.fromkeys(piece for *_, pieces in compiled for piece in pieces))
 
 
 def _pieces(keyword: str) -> tuple[str, ...]:
@@ -732,11 +744,11 @@ def _format_mentions(
     """(score, position, key) of each mention; longer keywords claim their text first."""
     claimed: list[tuple[int, int]] = []
     mentions: list[tuple[int, int, str]] = []
-    keywords = _longest_first(tuple((key, tuple(words)) for key, words in formats.items()))
+    keywords, pieces = _longest_first(tuple((key, tuple(words)) for key, words in formats.items()))
     caseless = _caseless(text)
-    present = {piece for *_, pieces in keywords for piece in pieces if piece in caseless}
-    for keyword, key, pattern, pieces in keywords:
-        if not present.issuperset(pieces):
+    present = {piece for piece in pieces if piece in caseless}
+    for keyword, key, pattern, needed in keywords:
+        if not present.issuperset(needed):
             continue  # a piece of the keyword is missing: it cannot match
         for match in pattern.finditer(text):
             if any(match.start() < stop and start < match.end() for start, stop in claimed):
