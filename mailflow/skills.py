@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Collection, Iterable
+from functools import lru_cache
 from itertools import compress
 
 SHORT_KEYWORD = 4
@@ -35,9 +36,19 @@ _CONTACT_LABEL = re.compile(
 _SIGNATURE = re.compile(r"^-- ?$", re.MULTILINE)
 
 
+@lru_cache(maxsize=16)
+def nfkc(text: str) -> str:
+    """``text`` in NFKC (full-width ``ＭＦ－１２`` → ``MF-12``, ``ｶﾀｶﾅ`` → ``カタカナ``).
+
+    A mail's subject and body are normalised by several readers (refs, skills, routes,
+    deadlines, formats): the last few results are kept so that each is computed once.
+    """
+    return unicodedata.normalize("NFKC", text)
+
+
 def normalize(text: str) -> str:
     """The form keywords are matched in: NFKC, case-folded, whitespace collapsed."""
-    folded = " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+    folded = " ".join(nfkc(text).casefold().split())
     return folded if folded.isascii() else _WRAP.sub("", folded)
 
 

@@ -17,6 +17,8 @@ import re
 import unicodedata
 from email.utils import parseaddr
 
+from mailflow.skills import nfkc
+
 __all__ = [
     "REF_RE",
     "TAG_LENGTH",
@@ -66,7 +68,7 @@ def _canonical(match: re.Match[str]) -> str | None:
 
 def ref_in_subject(subject: str) -> str | None:
     """The ref a subject carries; a bracketed ``[MF-0012]`` wins over a bare one."""
-    text = unicodedata.normalize("NFKC", subject)
+    text = nfkc(subject)
     bracketed = _BRACKETED_REF_RE.search(text)
     if bracketed:
         return normalize_ref(bracketed.group(1))
@@ -75,7 +77,7 @@ def ref_in_subject(subject: str) -> str | None:
 
 def ref_in_text(text: str) -> str | None:
     """The first ref typed anywhere in ``text`` (full-width forms included), or None."""
-    for match in REF_RE.finditer(unicodedata.normalize("NFKC", text)):
+    for match in REF_RE.finditer(nfkc(text)):
         ref = _canonical(match)
         if ref:
             return ref
