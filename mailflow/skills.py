@@ -23,8 +23,10 @@ from itertools import compress
 
 SHORT_KEYWORD = 4
 
-# A space between two non-ASCII characters is a line wrap, not a word break.
-_WRAP = re.compile(r"(?<=[^\x00-\x7f]) (?=[^\x00-\x7f])")
+# A space between two non-ASCII characters is a line wrap, not a word break. The space
+# comes first so that the regex engine jumps from space to space instead of trying the
+# look-behind at every character.
+_WRAP = re.compile(r" (?<=[^\x00-\x7f] )(?=[^\x00-\x7f])")
 _ASCII_WORD = re.compile(r"^[\x00-\x7f]*[0-9a-z][\x00-\x7f]*$")
 # Hiragana, katakana (full and half width), CJK ideographs and the iteration mark.
 _JAPANESE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f々]")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from textwrap import dedent
@@ -24,6 +25,7 @@ from mailflow.rules import (
     route,
     rules_from_data,
 )
+from mailflow.skills import normalize
 from mailflow.yamlfile import YamlChecker, parse_yaml
 
 JST = timezone(timedelta(hours=9))
@@ -556,3 +558,17 @@ def test_routing_is_fast_enough() -> None:
         route(facts, DEFAULT)
     per_second = 500 / (time.perf_counter() - started)
     assert per_second > 2000, per_second
+
+
+def test_normalize_drops_only_spaces_between_two_non_ascii_characters() -> None:
+    """A mail client's line wrap inside Japanese text is no word break; other spaces stay."""
+    rng = random.Random(7)
+    for _ in range(3000):
+        words = (rng.choice(["市場", "調査", "a", "b1", "ü", "é", "、"]) for _ in range(6))
+        folded = " ".join(words)
+        kept = [
+            char
+            for index, char in enumerate(folded)
+            if char != " " or folded[index - 1].isascii() or folded[index + 1].isascii()
+        ]
+        assert normalize(folded) == normalize("".join(kept)) == "".join(kept).casefold()
