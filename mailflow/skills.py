@@ -103,14 +103,18 @@ class KeywordSet:
         )
         self._blank = re.compile("|".join(_pattern(form) for form in forms)).sub if forms else None
         self._initials = tuple(form[0] for form in forms)
+        # The characters a text must have for some keyword to occur in it (see ``find``).
+        self.initials = frozenset(self._initials)
 
     def __bool__(self) -> bool:
         return bool(self.keywords)
 
-    def _first(self, normalized: str, present: Collection[str] = ()) -> tuple[int, str] | None:
+    def _first(
+        self, normalized: str, present: Collection[str] | None = None
+    ) -> tuple[int, str] | None:
         best: tuple[int, str] | None = None
         forms: Iterable[tuple[str, re.Pattern[str] | None]] = self._forms
-        if present:
+        if present is not None:
             # A keyword whose first character the text lacks cannot occur in it (this
             # filter runs in C; most keywords of most skills drop out here).
             forms = compress(self._forms, map(present.__contains__, self._initials))
@@ -127,16 +131,16 @@ class KeywordSet:
                 best = (start, form)
         return best
 
-    def find(self, normalized: str, present: Collection[str] = ()) -> str | None:
+    def find(self, normalized: str, present: Collection[str] | None = None) -> str | None:
         """The keyword found first in already ``normalize``-d text, or None.
 
         ``present`` (optional) is the set of the text's characters, computed once when many
-        keyword sets search the same text.
+        keyword sets search the same text; those not in ``initials`` may be left out.
         """
         found = self._first(normalized, present)
         return None if found is None else self._written[found[1]]
 
-    def mask(self, normalized: str, present: Collection[str] = ()) -> str:
+    def mask(self, normalized: str, present: Collection[str] | None = None) -> str:
         """``normalized`` with every keyword blanked out (for a skill's ``ignore`` words);
         ``present`` as for ``find``."""
         if self._blank is None or self._first(normalized, present) is None:
