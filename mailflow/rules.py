@@ -221,13 +221,6 @@ class RuleSet:
             for name, skill in self.skills.items()
         )
 
-    @cached_property
-    def skill_initials(self) -> frozenset[str]:
-        """The first characters of every skill keyword and ignored phrase."""
-        return frozenset().union(
-            *(keywords.initials | ignore.initials for _, keywords, ignore in self.skill_index)
-        )
-
 
 # -- words by language ---------------------------------------------------------------------
 
@@ -1121,12 +1114,8 @@ def infer_skills(subject: str, text: str, ruleset: RuleSet) -> tuple[tuple[str, 
 
 def _infer(words: str, ruleset: RuleSet) -> tuple[tuple[str, str], ...]:
     found = []
-    # Only the characters that start a keyword matter; collecting just those is cheaper
-    # than a set of the whole text.
-    present = ruleset.skill_initials.intersection(words)
     for name, keywords, ignore in ruleset.skill_index:
-        masked = ignore.mask(words, present) if ignore else words
-        keyword = keywords.find(masked, present if masked is words else None)
+        keyword = keywords.find(ignore.mask(words) if ignore else words)
         if keyword is not None:
             found.append((name, keyword))
     return tuple(found)
