@@ -29,7 +29,6 @@ business day before the New Year closure).
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -37,6 +36,7 @@ from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from mailflow.calendar_jp import BusinessCalendar
+from mailflow.skills import nfkc
 
 END_OF_DAY = time(18, 0)
 _PAST_WINDOW = timedelta(days=60)
@@ -110,7 +110,14 @@ _CASE_TWINS = str.maketrans({"\u0130": "i", "\u0131": "i", "\u017f": "s", "\u212
 def _caseless(text: str) -> str:
     """``text`` in lower case such that any lower-case word (ASCII or without case) that an
     IGNORECASE pattern finds in ``text`` is a substring of it: what hints are checked in."""
+    # str.translate walks a non-ASCII text character by character in Python objects (some
+    # 10 µs a mail); the twins are rare, so a few searches in C decide whether it is needed.
+    if text.isascii() or not any(twin in text for twin in _TWIN_CHARACTERS):
+        return text.lower()
     return text.translate(_CASE_TWINS).lower()
+
+
+_TWIN_CHARACTERS = tuple(chr(code) for code in _CASE_TWINS)
 
 
 # -- words around a date -------------------------------------------------------------------
@@ -599,12 +606,13 @@ def _choose(candidates: list[_Candidate], today: date) -> _Candidate | None:
     return min(usable, key=lambda c: (is_past(c), -c.score, c.start), default=None)
 
 
-# Opening a request reads the deadline and the format from the same subject and text:
-# the last few results are kept so that the second reader does not redo the work.
-@lru_cache(maxsize=8)
-def _normalise(text: str) -> str:
-    # NFKC folds full-width digits, letters and brackets: "１２／３（木）" → "12/3(木)".
-    return unicodedata.normalize("NFKC", text)
+def _subject_and_text(subject: str, text: str) -> str:
+    """The subject's line, then the text, in NFKC ("１２／３（木）" → "12/3(木)").
+
+    NFKC never joins across a line break, so each half is normalised apart: the readers
+    of one mail (refs, skills, deadline, format) share the results (``nfkc`` keeps them).
+    """
+    return nfkc(subject) + "\n" + nfkc(text)
 
 
 def _local(moment: datetime, tz: ZoneInfo) -> datetime:
@@ -626,7 +634,7 @@ def read_deadline(
 ) -> Deadline | None:
     """The deadline a client wrote in a mail's new text (and subject), read from ``sent``."""
     ctx = _Context(_local(sent, tz), calendar, end_of_day)
-    normalised = _normalise(subject + "\n" + text if subject else text)
+    normalised = _subject_and_text(subject, text) if subject else nfkc(text)
     chosen = _choose(_candidates(normalised, ctx), ctx.today)
     return chosen.deadline if chosen else None
 
@@ -648,7 +656,7 @@ def read_due_argument(
     anything left over ("12/3 or 12/4", a typo) gives None rather than a guess.
     """
     ctx = _Context(_local(now, tz), calendar, end_of_day)
-    argument = _normalise(text).strip()
+    argument = nfkc(text).strip()
     candidates = _candidates(argument, ctx)
     if len(candidates) != 1:
         return None
@@ -688,25 +696,30 @@ _KATAKANA = "ァ-ヺー"
 @lru_cache(maxsize=256)
 def _keyword_pattern(keyword: str) -> re.Pattern[str]:
     """A keyword as a whole word: "Word" not in "Wordpress", "ワード" not in "パスワード"."""
-    word = _normalise(keyword)
+    word = nfkc(keyword)
     before = r"(?<![A-Za-z0-9_.])" if word[0].isascii() else rf"(?<![{_KATAKANA}])"
     after = r"(?![A-Za-z0-9_])" if word[-1].isascii() else rf"(?![{_KATAKANA}])"
     body = r"\s*".join(re.escape(part) for part in word.split())
     return re.compile(before + body + after, re.IGNORECASE)
 
 
+_FormatKeyword = tuple[str, str, re.Pattern[str], tuple[str, ...]]
+
+
 @lru_cache(maxsize=16)
 def _longest_first(
     formats: tuple[tuple[str, tuple[str, ...]], ...],
-) -> tuple[tuple[str, str, re.Pattern[str], tuple[str, ...]], ...]:
-    """(keyword, key, pattern, pieces) of each format keyword, longest first; see _pieces."""
+) -> tuple[tuple[_FormatKeyword, ...], tuple[str, ...]]:
+    """(keyword, key, pattern, pieces) of each format keyword, longest first (see _pieces);
+    and every piece once, for checking which ones a text has."""
     keywords = sorted(
         ((keyword, key) for key, words in formats for keyword in words),
         key=lambda pair: -len(pair[0]),
     )
-    return tuple(
+    compiled = tuple(
         (keyword, key, _keyword_pattern(keyword), _pieces(keyword)) for keyword, key in keywords
     )
+    return compiled, tuple(dict.fromkeys(piece for *_, pieces in compiled for piece in pieces))
 
 
 def _pieces(keyword: str) -> tuple[str, ...]:
@@ -715,7 +728,7 @@ def _pieces(keyword: str) -> tuple[str, ...]:
     Empty (always search) when the keyword has letters other than ASCII that have case:
     their case-insensitive twins are not all folded by ``_caseless``.
     """
-    word = _normalise(keyword)
+    word = nfkc(keyword)
     if not all(ch.isascii() or ch.lower() == ch.upper() for ch in word):
         return ()
     return tuple(word.lower().split())
@@ -732,11 +745,11 @@ def _format_mentions(
     """(score, position, key) of each mention; longer keywords claim their text first."""
     claimed: list[tuple[int, int]] = []
     mentions: list[tuple[int, int, str]] = []
-    keywords = _longest_first(tuple((key, tuple(words)) for key, words in formats.items()))
+    keywords, pieces = _longest_first(tuple((key, tuple(words)) for key, words in formats.items()))
     caseless = _caseless(text)
-    present = {piece for *_, pieces in keywords for piece in pieces if piece in caseless}
-    for keyword, key, pattern, pieces in keywords:
-        if not present.issuperset(pieces):
+    present = {piece for piece in pieces if piece in caseless}
+    for keyword, key, pattern, needed in keywords:
+        if not present.issuperset(needed):
             continue  # a piece of the keyword is missing: it cannot match
         for match in pattern.finditer(text):
             if any(match.start() < stop and start < match.end() for start, stop in claimed):
@@ -751,13 +764,16 @@ def _format_mentions(
     return mentions
 
 
-def read_format(text: str, formats: Mapping[str, tuple[str, ...]]) -> str | None:
+def read_format(
+    text: str, formats: Mapping[str, tuple[str, ...]], *, subject: str | None = None
+) -> str | None:
     """The delivery format asked for (a key of rules.yaml ``formats``), or None.
 
     A mention next to a format word (形式, で納品, でお願い, format, as a) beats a bare one;
-    among equals the first in the text wins.
+    among equals the first in the text wins. A ``subject`` is read as the text's first line.
     """
-    mentions = _format_mentions(_normalise(text), formats)
+    normalised = nfkc(text) if subject is None else _subject_and_text(subject, text)
+    mentions = _format_mentions(normalised, formats)
     if not mentions:
         return None
     return min(mentions, key=lambda mention: (-mention[0], mention[1]))[2]
@@ -781,7 +797,7 @@ def read_hours(text: str) -> float | None:
     A bare number counts as hours ("#done 2"); only the start of the argument is read, so
     "1.5h 修正込み" is 1.5.
     """
-    match = _HOURS.match(_normalise(text).strip())
+    match = _HOURS.match(nfkc(text).strip())
     if match is None:
         return None
     if match["h"]:

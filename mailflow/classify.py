@@ -65,10 +65,8 @@ def is_automatic(mail: ParsedMail) -> bool:
 
 def _topmost(mail: ParsedMail) -> dict[str, str]:
     """Each header's topmost value (what ``mail.header`` returns), read in one pass."""
-    first: dict[str, str] = {}
-    for name, value in mail.headers:
-        first.setdefault(name, value)
-    return first
+    # Built from the bottom up (in C), so the topmost value of each name is the one kept.
+    return dict(reversed(mail.headers))
 
 
 def _loop_reason(mail: ParsedMail, desk_domain: str, desk_address: str | None) -> str:

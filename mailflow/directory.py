@@ -135,7 +135,15 @@ class Directory:
         yield from self.coordinators.values()
 
     def person(self, person_id: str) -> Staff | None:
-        return next((person for person in self.people() if person.id == person_id), None)
+        return self._staff_by_id.get(person_id)
+
+    @cached_property
+    def _staff_by_id(self) -> dict[str, Staff]:
+        # The first entry of an id wins, as in the order of ``people``.
+        by_id: dict[str, Staff] = {}
+        for person in self.people():
+            by_id.setdefault(person.id, person)
+        return by_id
 
     def is_staff(self, email: str) -> bool:
         """Directors, members and coordinators: the service's own people."""

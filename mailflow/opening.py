@@ -61,7 +61,7 @@ def mail_facts(situation: Situation, client: Client, subject: str, text: str) ->
 def decide_opening(situation: Situation, client: Client, subject: str, text: str) -> Opening:
     routing = route(mail_facts(situation, client, subject, text), situation.rules)
     due, phrase = _due(situation, subject, text, routing)
-    text_format = read_format(f"{subject}\n{text}", situation.rules.formats)
+    text_format = read_format(text, situation.rules.formats, subject=subject)
     base = Opening(routing, None, None, State.NEW, (), due, phrase, text_format)
     if routing.route == "out_of_scope":
         return replace(base, state=State.ON_HOLD, missing_skills=routing.out_of_scope)

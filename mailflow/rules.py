@@ -16,7 +16,6 @@ that records, for every route tried, whether it matched and each condition's rea
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, time
@@ -28,7 +27,7 @@ from zoneinfo import ZoneInfo
 from mailflow.errors import Problem
 from mailflow.model import Role, ServiceModel
 from mailflow.settings import LANGUAGES
-from mailflow.skills import KeywordSet, detect_language, normalize, request_words
+from mailflow.skills import KeywordSet, detect_language, nfkc, normalize, request_words
 from mailflow.yamlfile import (
     LineDict,
     LineList,
@@ -1056,8 +1055,6 @@ class _Mail:
         self.draft = draft
         # Each inferred skill → the keyword that revealed it.
         self.evidence: dict[str, str] = {}
-        # NFKC texts by where, made when a condition first asks (often only the subject).
-        self._plain: dict[str, str] = {}
 
     def fact(self, name: str) -> str:
         if name == "priority":
@@ -1089,20 +1086,16 @@ class _Mail:
 
     def plain(self, where: str) -> str:
         """NFKC text (case kept, lines kept) for regular expressions."""
-        found = self._plain.get(where)
-        if found is None:
-            subject, body = self.facts.subject, self.facts.text
-            text = {"subject": subject, "body": body, "text": subject + "\n" + body}[where]
-            found = self._plain[where] = _nfkc(text)
-        return found
+        if where == "subject":
+            return nfkc(self.facts.subject)
+        if where == "body":
+            return nfkc(self.facts.text)
+        # NFKC never joins across a line break: the halves normalise apart (and are kept).
+        return nfkc(self.facts.subject) + "\n" + nfkc(self.facts.text)
 
     def folded(self, where: str) -> str:
         """Normalised text for keyword lists."""
         return self._folded[where]
-
-
-def _nfkc(text: str) -> str:
-    return unicodedata.normalize("NFKC", text)
 
 
 @lru_cache(maxsize=16)
@@ -1121,10 +1114,8 @@ def infer_skills(subject: str, text: str, ruleset: RuleSet) -> tuple[tuple[str, 
 
 def _infer(words: str, ruleset: RuleSet) -> tuple[tuple[str, str], ...]:
     found = []
-    present = frozenset(words)
     for name, keywords, ignore in ruleset.skill_index:
-        masked = ignore.mask(words, present) if ignore else words
-        keyword = keywords.find(masked, present if masked is words else ())
+        keyword = keywords.find(ignore.mask(words) if ignore else words)
         if keyword is not None:
             found.append((name, keyword))
     return tuple(found)

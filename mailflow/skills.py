@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Collection, Iterable
-from itertools import compress
+from collections.abc import Iterable
+from functools import lru_cache
 
 SHORT_KEYWORD = 4
 
-# A space between two non-ASCII characters is a line wrap, not a word break.
-_WRAP = re.compile(r"(?<=[^\x00-\x7f]) (?=[^\x00-\x7f])")
+# A space between two non-ASCII characters is a line wrap, not a word break. The space
+# comes first so that the regex engine jumps from space to space instead of trying the
+# look-behind at every character.
+_WRAP = re.compile(r" (?<=[^\x00-\x7f] )(?=[^\x00-\x7f])")
 _ASCII_WORD = re.compile(r"^[\x00-\x7f]*[0-9a-z][\x00-\x7f]*$")
 # Hiragana, katakana (full and half width), CJK ideographs and the iteration mark.
 _JAPANESE = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f々]")
@@ -35,9 +37,19 @@ _CONTACT_LABEL = re.compile(
 _SIGNATURE = re.compile(r"^-- ?$", re.MULTILINE)
 
 
+@lru_cache(maxsize=16)
+def nfkc(text: str) -> str:
+    """``text`` in NFKC (full-width ``ＭＦ－１２`` → ``MF-12``, ``ｶﾀｶﾅ`` → ``カタカナ``).
+
+    A mail's subject and body are normalised by several readers (refs, skills, routes,
+    deadlines, formats): the last few results are kept so that each is computed once.
+    """
+    return unicodedata.normalize("NFKC", text)
+
+
 def normalize(text: str) -> str:
     """The form keywords are matched in: NFKC, case-folded, whitespace collapsed."""
-    folded = " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+    folded = " ".join(nfkc(text).casefold().split())
     return folded if folded.isascii() else _WRAP.sub("", folded)
 
 
@@ -60,21 +72,27 @@ def detect_language(text: str) -> str:
 
 
 def _pattern(keyword: str) -> str:
-    """The regular expression of one normalised keyword (see the module docstring)."""
+    """The regular expression of one normalised keyword (see the module docstring).
+
+    It starts with the keyword's first character itself; the word-start check follows it
+    (``c(?<![0-9a-z]c)all`` is ``(?<![0-9a-z])call``). An alternation of such patterns
+    lets the regex engine skip, in C, every position whose character starts no keyword.
+    """
     escaped = re.escape(keyword)
     if not _ASCII_WORD.match(keyword):
         return escaped
-    start = r"(?<![0-9a-z])" if keyword[0].isalnum() else ""
+    first, rest = re.escape(keyword[0]), re.escape(keyword[1:])
+    start = rf"(?<![0-9a-z]{first})" if keyword[0].isalnum() else ""
     end = r"s?(?![0-9a-z])" if len(keyword) <= SHORT_KEYWORD and keyword[-1].isalnum() else ""
-    return start + escaped + end
+    return first + start + rest + end
 
 
 class KeywordSet:
     """Keywords compiled for searching; ``find`` returns the keyword as written.
 
-    Each keyword is first looked for as a plain substring (fast, in C); only where one
-    occurs is its word-boundary pattern checked. A long alternation regex is several
-    times slower on a typical mail.
+    All the keywords make one regular expression, longest first. Every alternative
+    starts with a plain character (see ``_pattern``), so the engine jumps from one
+    possible first character to the next and rules out most keywords there by it.
     """
 
     def __init__(self, keywords: Iterable[str]) -> None:
@@ -83,49 +101,25 @@ class KeywordSet:
         for keyword in self.keywords:
             self._written.setdefault(normalize(keyword), keyword)
         # Longer keywords first, so "data entry" is reported rather than "data".
-        forms = sorted(self._written, key=len, reverse=True)
-        self._forms = tuple(
-            (form, None if _pattern(form) == re.escape(form) else re.compile(_pattern(form)))
-            for form in forms
-        )
-        self._blank = re.compile("|".join(_pattern(form) for form in forms)).sub if forms else None
-        self._initials = tuple(form[0] for form in forms)
+        self._forms = tuple(sorted(self._written, key=len, reverse=True))
+        patterns = [_pattern(form) for form in self._forms]
+        # Each alternative ends in an empty group: the one that took part names the keyword.
+        self._search = re.compile("|".join(f"{p}()" for p in patterns)).search if patterns else None
+        self._blank = re.compile("|".join(patterns)).sub if patterns else None
 
     def __bool__(self) -> bool:
         return bool(self.keywords)
 
-    def _first(self, normalized: str, present: Collection[str] = ()) -> tuple[int, str] | None:
-        best: tuple[int, str] | None = None
-        forms: Iterable[tuple[str, re.Pattern[str] | None]] = self._forms
-        if present:
-            # A keyword whose first character the text lacks cannot occur in it (this
-            # filter runs in C; most keywords of most skills drop out here).
-            forms = compress(self._forms, map(present.__contains__, self._initials))
-        for form, pattern in forms:
-            start = normalized.find(form)
-            if start < 0 or (best is not None and start >= best[0]):
-                continue
-            if pattern is not None:
-                match = pattern.search(normalized, start)
-                if match is None:
-                    continue
-                start = match.start()
-            if best is None or start < best[0]:
-                best = (start, form)
-        return best
+    def find(self, normalized: str) -> str | None:
+        """The keyword found first in already ``normalize``-d text, or None; of those that
+        start at the same place, the longest."""
+        match = self._search(normalized) if self._search is not None else None
+        if match is None or match.lastindex is None:
+            return None
+        return self._written[self._forms[match.lastindex - 1]]
 
-    def find(self, normalized: str, present: Collection[str] = ()) -> str | None:
-        """The keyword found first in already ``normalize``-d text, or None.
-
-        ``present`` (optional) is the set of the text's characters, computed once when many
-        keyword sets search the same text.
-        """
-        found = self._first(normalized, present)
-        return None if found is None else self._written[found[1]]
-
-    def mask(self, normalized: str, present: Collection[str] = ()) -> str:
-        """``normalized`` with every keyword blanked out (for a skill's ``ignore`` words);
-        ``present`` as for ``find``."""
-        if self._blank is None or self._first(normalized, present) is None:
+    def mask(self, normalized: str) -> str:
+        """``normalized`` with every keyword blanked out (for a skill's ``ignore`` words)."""
+        if self._blank is None or self.find(normalized) is None:
             return normalized
         return self._blank(" ", normalized)

@@ -11,11 +11,12 @@ Everything here is pure: strings and bytes in, strings out.
 
 from __future__ import annotations
 
-import base64
 import hmac
 import re
 import unicodedata
 from email.utils import parseaddr
+
+from mailflow.skills import nfkc
 
 __all__ = [
     "REF_RE",
@@ -66,7 +67,7 @@ def _canonical(match: re.Match[str]) -> str | None:
 
 def ref_in_subject(subject: str) -> str | None:
     """The ref a subject carries; a bracketed ``[MF-0012]`` wins over a bare one."""
-    text = unicodedata.normalize("NFKC", subject)
+    text = nfkc(subject)
     bracketed = _BRACKETED_REF_RE.search(text)
     if bracketed:
         return normalize_ref(bracketed.group(1))
@@ -75,7 +76,7 @@ def ref_in_subject(subject: str) -> str | None:
 
 def ref_in_text(text: str) -> str | None:
     """The first ref typed anywhere in ``text`` (full-width forms included), or None."""
-    for match in REF_RE.finditer(unicodedata.normalize("NFKC", text)):
+    for match in REF_RE.finditer(nfkc(text)):
         ref = _canonical(match)
         if ref:
             return ref
@@ -84,17 +85,38 @@ def ref_in_text(text: str) -> str | None:
 
 def reply_tag(secret: bytes, ref: str, recipient: str) -> str:
     """The HMAC tag that binds ``ref`` to ``recipient``: 10 lower-case base32 characters."""
-    message = f"{normalize_ref(ref) or ref}\0{recipient.strip().lower()}".encode()
-    digest = hmac.digest(secret, message, "sha256")
-    # Base32 turns each 5 bytes into 8 characters: the first 10 bytes give the first 16.
-    return base64.b32encode(digest[:10]).decode("ascii").lower()[:TAG_LENGTH]
+    return _tag(secret, normalize_ref(ref) or ref, recipient)
+
+
+def _tag(secret: bytes, canonical_ref: str, recipient: str) -> str:
+    message = f"{canonical_ref}\0{recipient.strip().lower()}".encode()
+    return _base32_start(hmac.digest(secret, message, "sha256"))
+
+
+# Base32 (RFC 4648) in lower case, two characters (ten bits) at a time. base64.b32encode
+# is written in Python and cost more than the HMAC itself, for the 10 characters we keep.
+_BASE32 = "abcdefghijklmnopqrstuvwxyz234567"
+_BASE32_PAIRS = tuple(first + second for first in _BASE32 for second in _BASE32)
+
+
+def _base32_start(digest: bytes) -> str:
+    """The first TAG_LENGTH (10) characters of ``digest`` in lower-case base32."""
+    bits = int.from_bytes(digest[:7], "big") >> 6  # the first 50 bits
+    pairs = _BASE32_PAIRS
+    return (
+        pairs[bits >> 40]
+        + pairs[(bits >> 30) & 1023]
+        + pairs[(bits >> 20) & 1023]
+        + pairs[(bits >> 10) & 1023]
+        + pairs[bits & 1023]
+    )
 
 
 def reply_address(desk_address: str, ref: str, recipient: str, secret: bytes) -> str:
     """``desk+MF-0012.<tag>@domain``: where ``recipient`` replies about ``ref``."""
     local, domain = _split(desk_address)
     canonical = normalize_ref(ref) or ref
-    return f"{local}+{canonical}.{reply_tag(secret, canonical, recipient)}@{domain}"
+    return f"{local}+{canonical}.{_tag(secret, canonical, recipient)}@{domain}"
 
 
 def parse_reply_address(address: str, desk_address: str) -> tuple[str, str] | None:
@@ -124,7 +146,7 @@ def verify_reply_address(address: str, desk_address: str, sender: str, secret: b
     if parsed is None:
         return None
     ref, tag = parsed
-    expected = reply_tag(secret, ref, parseaddr(sender)[1] or sender)
+    expected = _tag(secret, ref, parseaddr(sender)[1] or sender)  # the ref is canonical
     return ref if hmac.compare_digest(tag, expected) else None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import random
+import unicodedata
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -21,6 +22,7 @@ from mailflow.asked import (
 )
 from mailflow.calendar_jp import BusinessCalendar
 from mailflow.rules import load_rules
+from mailflow.skills import nfkc
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 CALENDAR = BusinessCalendar()
@@ -458,7 +460,7 @@ def test_every_form_hint_is_in_every_text_the_form_matches() -> None:
     matched: set[int] = set()
     for _ in range(40000):
         parts = (rng.choice(_PHRASE_PARTS) for _ in range(rng.randrange(1, 8)))
-        text = asked._normalise(" ".join(parts) if rng.random() < 0.3 else "".join(parts))
+        text = nfkc(" ".join(parts) if rng.random() < 0.3 else "".join(parts))
         caseless = asked._caseless(text)
         for index, form in enumerate(asked._FORMS):
             if form.pattern.search(text):
@@ -471,7 +473,7 @@ def test_format_keyword_pieces_are_in_every_text_it_matches() -> None:
     texts = ["EXCEL", "ｅｘｃｅｌ", "Google\tSheets", "googlesheets", "ＰＤＦ", "PowerPoınt"]
     for keyword in (word for words in FORMATS.values() for word in words):
         pieces = asked._pieces(keyword)
-        for text in (asked._normalise(t) for t in texts):
+        for text in (nfkc(t) for t in texts):
             if asked._keyword_pattern(keyword).search(text):
                 assert all(piece in asked._caseless(text) for piece in pieces), (keyword, text)
 
@@ -526,3 +528,22 @@ def test_module_is_pure(module: str) -> None:
     forbidden = {"peewee", "socket", "smtplib", "imapclient", "aiosmtpd", "mailflow.store"}
     assert not {name.split(".")[0] for name in names} & forbidden
     assert "mailflow.store" not in names
+
+
+def test_nfkc_never_joins_across_a_line_break() -> None:
+    """A subject and a text are normalised apart and joined by "\\n" (_subject_and_text):
+    no character composes, decomposes or reorders across a line break."""
+    for code in range(0x110000):
+        if 0xD800 <= code < 0xE000:
+            continue  # surrogates are no text
+        char = chr(code)
+        alone = unicodedata.normalize("NFKC", char)
+        assert unicodedata.normalize("NFKC", char + "\n" + char) == alone + "\n" + alone, hex(code)
+    # Sequences that compose or reorder within a line: Hangul jamo, marks, half-width kana.
+    pieces = ["\u1100", "\u1161", "\u11a8", "e", "\u0301", "\u0323", "ｶ", "ﾞ", "か", "\u3099", "①"]
+    rng = random.Random(15)
+    for _ in range(5000):
+        subject = "".join(rng.choice(pieces) for _ in range(rng.randrange(0, 5)))
+        text = "".join(rng.choice(pieces) for _ in range(rng.randrange(0, 5)))
+        joined = unicodedata.normalize("NFKC", subject + "\n" + text)
+        assert asked._subject_and_text(subject, text) == joined

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from textwrap import dedent
@@ -24,6 +26,7 @@ from mailflow.rules import (
     route,
     rules_from_data,
 )
+from mailflow.skills import KeywordSet, normalize
 from mailflow.yamlfile import YamlChecker, parse_yaml
 
 JST = timezone(timedelta(hours=9))
@@ -556,3 +559,52 @@ def test_routing_is_fast_enough() -> None:
         route(facts, DEFAULT)
     per_second = 500 / (time.perf_counter() - started)
     assert per_second > 2000, per_second
+
+
+def test_normalize_drops_only_spaces_between_two_non_ascii_characters() -> None:
+    """A mail client's line wrap inside Japanese text is no word break; other spaces stay."""
+    rng = random.Random(7)
+    for _ in range(3000):
+        words = (rng.choice(["市場", "調査", "a", "b1", "ü", "é", "、"]) for _ in range(6))
+        folded = " ".join(words)
+        kept = [
+            char
+            for index, char in enumerate(folded)
+            if char != " " or folded[index - 1].isascii() or folded[index + 1].isascii()
+        ]
+        assert normalize(folded) == normalize("".join(kept)) == "".join(kept).casefold()
+
+
+def _slow_pattern(form: str) -> str:
+    """A keyword's regular expression as the module docstring of skills.py says it."""
+    pattern = re.escape(form)
+    if re.fullmatch(r"[\x00-\x7f]*[0-9a-z][\x00-\x7f]*", form):
+        start = r"(?<![0-9a-z])" if form[0].isalnum() else ""
+        short = len(form) <= 4 and form[-1].isalnum()
+        pattern = start + pattern + (r"s?(?![0-9a-z])" if short else "")
+    return pattern
+
+
+def _first_keyword(keywords: KeywordSet, text: str) -> str | None:
+    """What ``find`` must say, the slow way: each keyword's first match on its own, the
+    earliest wins, then the longest."""
+    best: tuple[int, int, str] | None = None
+    forms = sorted(keywords._written.items(), key=lambda item: -len(item[0]))
+    for order, (form, written) in enumerate(forms):
+        match = re.search(_slow_pattern(form), text)
+        if match and (best is None or (match.start(), order) < best[:2]):
+            best = (match.start(), order, written)
+    return None if best is None else best[2]
+
+
+def test_keyword_search_finds_the_earliest_then_longest_keyword() -> None:
+    words = ["call", "phone call", "data", "data entry", "in person", "a.b", "-x", "3d", "市場調査"]
+    phrases = ["call with", "phone number", "訪問者"]
+    keywords, ignore = KeywordSet([*words, "調査"]), KeywordSet(phrases)
+    blank = re.compile("|".join(_slow_pattern(normalize(phrase)) for phrase in phrases))
+    pieces = [*words, *phrases, "調査", "calls", "callback", "s", "x", "1", " ", ".", "-", "ア"]
+    rng = random.Random(11)
+    for _ in range(20000):
+        text = normalize("".join(rng.choice(pieces) for _ in range(rng.randrange(1, 7))))
+        assert keywords.find(text) == _first_keyword(keywords, text), text
+        assert ignore.mask(text) == blank.sub(" ", text), text

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+
 import pytest
 
+from mailflow import threading
 from mailflow.threading import (
     REF_RE,
     format_ref,
@@ -169,3 +173,10 @@ def test_message_ids() -> None:
     assert not is_our_message_id("<abc@secretary.example>", "secretary.example")
     assert not is_our_message_id("<mf.1@evil.example>", "secretary.example")
     assert not is_our_message_id("<mf.1@evil-secretary.example>", "secretary.example")
+
+
+def test_tags_are_the_start_of_the_standard_base32() -> None:
+    for n in range(2000):
+        digest = hashlib.sha256(str(n).encode()).digest()
+        standard = base64.b32encode(digest[:10]).decode("ascii").lower()[: threading.TAG_LENGTH]
+        assert threading._base32_start(digest) == standard
