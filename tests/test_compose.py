@@ -195,9 +195,9 @@ def test_naive_dates_are_refused() -> None:
         build(date=datetime(2026, 12, 1, 9, 30))
 
 
-@pytest.mark.parametrize("size", [0, 1, 56, 57, 58, 114, 115, 4000])
+@pytest.mark.parametrize("size", [0, 1, 56, 57, 58, 114, 115, 4000, 256 * 57, 256 * 57 + 1, 30000])
 def test_base64_lines_are_those_of_encodebytes(size: int) -> None:
-    payload = (bytes(range(256)) * 16)[:size]
+    payload = (bytes(range(256)) * 128)[:size]
     file = Attachment(
         filename="a.bin",
         safe_name="a.bin",
