@@ -248,6 +248,7 @@ def _build_environment(dirs: Sequence[Path]) -> jinja2.Environment:
         filesize=filesize,
         format_date=format_date,
         skill_label=skill_label,
+        skill_labels=skill_labels,
         priority_label=priority_label,
         addr_spec=addr_spec,
         one_line=one_line,
@@ -354,6 +355,16 @@ def _parse_iso(value: object) -> date | datetime | None:
 def skill_label(value: object, lang: str = "ja") -> str:
     """A skill id as people say it (``data_entry`` → ``データ入力``)."""
     return _SKILL_LABELS.get(lang, {}).get(str(value), str(value))
+
+
+def skill_labels(value: Iterable[object], lang: str = "ja") -> str:
+    """Skill ids listed as people write them (``リサーチ・調査、データ入力``).
+
+    The same text as ``map("skill_label", lang) | join("、")`` (``", "`` in other languages),
+    without ``map`` looking the filter up again for every skill: new-request mail lists
+    the skills in both of its parts."""
+    separator = "、" if lang == "ja" else ", "
+    return separator.join([skill_label(skill, lang) for skill in value])
 
 
 def priority_label(value: object, lang: str = "ja") -> str:
