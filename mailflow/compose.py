@@ -84,7 +84,7 @@ def compose(
         ("Cc", _address_list(cc)),
         ("Reply-To", "".join(reply_to.split())),
         ("Subject", _unstructured(rendered.subject)),
-        ("Date", format_datetime(date)),
+        ("Date", _date(date)),
         ("Message-ID", "".join(message_id.split())),
         *_threading(in_reply_to, references),
         *_automation(sender, automatic),
@@ -101,6 +101,34 @@ def compose(
 
 
 # -- headers ------------------------------------------------------------------------------
+
+
+_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _date(date: datetime) -> str:
+    """``email.utils.format_datetime(date)`` (``Fri, 27 Nov 2026 09:00:05 +0900``) without
+    its round trip through strftime, which made it an eighth of the cost of composing."""
+    offset = date.utcoffset()
+    if offset is None or offset.seconds % 60 or offset.microseconds:
+        return format_datetime(date)  # no offset, or one in seconds: only history has those
+    minutes = offset.days * 24 * 60 + offset.seconds // 60
+    sign = "-" if minutes < 0 else "+"
+    hours, minutes = divmod(abs(minutes), 60)
+    # One %-format is a third cheaper than an f-string formatting each field on its own.
+    return "%s, %02d %s %04d %02d:%02d:%02d %s%02d%02d" % (  # noqa: UP031
+        _WEEKDAYS[date.weekday()],
+        date.day,
+        _MONTHS[date.month - 1],
+        date.year,
+        date.hour,
+        date.minute,
+        date.second,
+        sign,
+        hours,
+        minutes,
+    )
 
 
 def _encoded_words(text: str) -> str:

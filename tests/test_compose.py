@@ -6,9 +6,11 @@ import base64
 import email
 import email.policy
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from email.message import EmailMessage
+from email.utils import format_datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from conftest import CORPUS
@@ -308,3 +310,25 @@ def test_non_ascii_message_ids_are_left_out_of_threading_headers() -> None:
 )
 def test_idna_address(address: str, written: str) -> None:
     assert idna_address(address) == written
+
+
+@pytest.mark.parametrize(
+    "zone",
+    [
+        JST,
+        UTC,
+        timezone(timedelta(hours=-3, minutes=-30)),
+        timezone(timedelta(hours=5, minutes=45)),
+        timezone(timedelta(hours=-9, seconds=-1)),
+        ZoneInfo("Asia/Tokyo"),
+        ZoneInfo("America/St_Johns"),
+    ],
+)
+@pytest.mark.parametrize(
+    "moment",
+    [datetime(2026, 1, 4, 0, 0, 5, 1), datetime(2026, 12, 31, 23, 59, 59), datetime(1880, 7, 1)],
+)
+def test_date_header_is_that_of_format_datetime(zone: tzinfo, moment: datetime) -> None:
+    date = moment.replace(tzinfo=zone)
+    raw = build(date=date)
+    assert f"\r\nDate: {format_datetime(date)}\r\n".encode() in raw
