@@ -20,8 +20,9 @@ from __future__ import annotations
 import binascii
 import functools
 import re
+import secrets
+import struct
 import unicodedata
-import uuid
 from collections.abc import Iterable
 from datetime import datetime
 from email.utils import format_datetime
@@ -83,7 +84,7 @@ def compose(
         ("Cc", _address_list(cc)),
         ("Reply-To", "".join(reply_to.split())),
         ("Subject", _unstructured(rendered.subject)),
-        ("Date", format_datetime(date)),
+        ("Date", _date(date)),
         ("Message-ID", "".join(message_id.split())),
         *_threading(in_reply_to, references),
         *_automation(sender, automatic),
@@ -100,6 +101,34 @@ def compose(
 
 
 # -- headers ------------------------------------------------------------------------------
+
+
+_WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def _date(date: datetime) -> str:
+    """``email.utils.format_datetime(date)`` (``Fri, 27 Nov 2026 09:00:05 +0900``) without
+    its round trip through strftime, which made it an eighth of the cost of composing."""
+    offset = date.utcoffset()
+    if offset is None or offset.seconds % 60 or offset.microseconds:
+        return format_datetime(date)  # no offset, or one in seconds: only history has those
+    minutes = offset.days * 24 * 60 + offset.seconds // 60
+    sign = "-" if minutes < 0 else "+"
+    hours, minutes = divmod(abs(minutes), 60)
+    # One %-format is a third cheaper than an f-string formatting each field on its own.
+    return "%s, %02d %s %04d %02d:%02d:%02d %s%02d%02d" % (  # noqa: UP031
+        _WEEKDAYS[date.weekday()],
+        date.day,
+        _MONTHS[date.month - 1],
+        date.year,
+        date.hour,
+        date.minute,
+        date.second,
+        sign,
+        hours,
+        minutes,
+    )
 
 
 def _encoded_words(text: str) -> str:
@@ -226,8 +255,25 @@ def _base64_lines(data: bytes) -> bytes:
     encoded = binascii.b2a_base64(data, newline=False)
     if not encoded:
         return b""
-    lines = [encoded[i : i + _BASE64_LINE] for i in range(0, len(encoded), _BASE64_LINE)]
+    whole = len(encoded) // _BASE64_LINE
+    if whole <= _CUT_AT_ONCE:
+        lines = list(_line_cutter(whole).unpack_from(encoded))
+        if len(encoded) % _BASE64_LINE:
+            lines.append(encoded[whole * _BASE64_LINE :])
+    else:
+        lines = [encoded[i : i + _BASE64_LINE] for i in range(0, len(encoded), _BASE64_LINE)]
     return b"\r\n".join(lines) + b"\r\n"
+
+
+# A letter's parts are cut into lines by one struct unpack (40 % cheaper than a slice per
+# line); an attachment longer than this many lines is sliced, so the cutters stay few.
+_CUT_AT_ONCE = 256
+
+
+@functools.cache
+def _line_cutter(lines: int) -> struct.Struct:
+    """Unpacks the first ``lines`` whole base64 lines of a body, one bytes object each."""
+    return struct.Struct(f"{_BASE64_LINE}s" * lines)
 
 
 def _text_part(text: str, subtype: str) -> bytes:
@@ -238,7 +284,8 @@ def _text_part(text: str, subtype: str) -> bytes:
 
 
 def _multipart(subtype: str, parts: list[bytes]) -> bytes:
-    boundary = f"=_mf_{uuid.uuid4().hex}"
+    # 32 random hex digits, as uuid4().hex gave, at a quarter of the cost.
+    boundary = f"=_mf_{secrets.token_hex(16)}"
     out = [f'Content-Type: multipart/{subtype}; boundary="{boundary}"\r\n\r\n'.encode("ascii")]
     for part in parts:
         out.append(f"--{boundary}\r\n".encode("ascii") + part + b"\r\n")

@@ -6,9 +6,11 @@ import base64
 import email
 import email.policy
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from email.message import EmailMessage
+from email.utils import format_datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from conftest import CORPUS
@@ -195,9 +197,9 @@ def test_naive_dates_are_refused() -> None:
         build(date=datetime(2026, 12, 1, 9, 30))
 
 
-@pytest.mark.parametrize("size", [0, 1, 56, 57, 58, 114, 115, 4000])
+@pytest.mark.parametrize("size", [0, 1, 56, 57, 58, 114, 115, 4000, 256 * 57, 256 * 57 + 1, 30000])
 def test_base64_lines_are_those_of_encodebytes(size: int) -> None:
-    payload = (bytes(range(256)) * 16)[:size]
+    payload = (bytes(range(256)) * 128)[:size]
     file = Attachment(
         filename="a.bin",
         safe_name="a.bin",
@@ -308,3 +310,25 @@ def test_non_ascii_message_ids_are_left_out_of_threading_headers() -> None:
 )
 def test_idna_address(address: str, written: str) -> None:
     assert idna_address(address) == written
+
+
+@pytest.mark.parametrize(
+    "zone",
+    [
+        JST,
+        UTC,
+        timezone(timedelta(hours=-3, minutes=-30)),
+        timezone(timedelta(hours=5, minutes=45)),
+        timezone(timedelta(hours=-9, seconds=-1)),
+        ZoneInfo("Asia/Tokyo"),
+        ZoneInfo("America/St_Johns"),
+    ],
+)
+@pytest.mark.parametrize(
+    "moment",
+    [datetime(2026, 1, 4, 0, 0, 5, 1), datetime(2026, 12, 31, 23, 59, 59), datetime(1880, 7, 1)],
+)
+def test_date_header_is_that_of_format_datetime(zone: tzinfo, moment: datetime) -> None:
+    date = moment.replace(tzinfo=zone)
+    raw = build(date=date)
+    assert f"\r\nDate: {format_datetime(date)}\r\n".encode() in raw

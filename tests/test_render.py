@@ -1075,3 +1075,16 @@ def test_nl2br_escapes_each_line() -> None:
 
     assert nl2br("a & b\r\n<i>\n\n'q'") == Markup("a &amp; b<br>\n&lt;i&gt;<br>\n<br>\n&#39;q&#39;")
     assert nl2br("") == Markup("")
+
+
+@pytest.mark.parametrize(("language", "separator"), [("ja", "、"), ("en", ", ")])
+@pytest.mark.parametrize("skills", [[], ["research"], ["data_entry", "unknown_skill", "phone"]])
+def test_skill_labels_lists_as_map_and_join_would(
+    renderer: Renderer, language: str, separator: str, skills: list[str]
+) -> None:
+    env = renderer.env
+    mapped = env.from_string(
+        f'{{{{ skills | map("skill_label", "{language}") | join("{separator}") }}}}'
+    )
+    listed = env.from_string(f'{{{{ skills | skill_labels("{language}") }}}}')
+    assert listed.render(skills=skills) == mapped.render(skills=skills)
