@@ -82,6 +82,16 @@ GROUP = 8
 
 
 @dataclass(frozen=True)
+class Planned:
+    """A mail parsed and planned (its files kept), its letters not yet rendered."""
+
+    mail: ParsedMail
+    situation: Situation
+    outcome: Outcome
+    trusted: bool  # its files may join the request
+
+
+@dataclass(frozen=True)
 class Worked:
     """A mail worked out and rendered, waiting to be written."""
 
@@ -195,12 +205,20 @@ class Desk:
         written."""
         started = time.perf_counter()
         done: list[Processed] = []
-        ready: list[tuple[PendingItem, Worked]] = []
-        for position, item in enumerate(items):
+        planned: list[tuple[PendingItem, Planned]] = []
+        for item in items:
             if stop is not None and stop.is_set():
                 break
             with self._failing(item, done):
-                ready.append((item, self._work_out(item, refs_ahead=len(items) - position)))
+                planned.append((item, self._plan(item)))
+        # The letters are rendered together, after the planning: each step then runs on
+        # warm caches, and the refs for the group's new requests are reserved at once.
+        opening = sum(1 for _, mail_plan in planned if mail_plan.outcome.new_request is not None)
+        ready: list[tuple[PendingItem, Worked]] = []
+        for item, mail_plan in planned:
+            with self._failing(item, done):
+                ready.append((item, self._prepared(mail_plan, refs_ahead=opening)))
+            opening -= mail_plan.outcome.new_request is not None
         together = self.store.transaction() if len(ready) > 1 else contextlib.nullcontext()
         with together:
             for item, worked in ready:
@@ -255,10 +273,12 @@ class Desk:
         except Exception:  # noqa: BLE001
             log.exception("could not tell the director about inbox %s", item.inbox_id)
 
-    def _work_out(self, item: PendingItem, *, refs_ahead: int = 1) -> Worked:
+    def _work_out(self, item: PendingItem) -> Worked:
         """Everything but the writing: parse, situate, plan, render; and keep the files
-        that will join a request (their fsyncs must not hold the write lock).
-        ``refs_ahead``: how many mails, this one included, may still open a request."""
+        that will join a request (their fsyncs must not hold the write lock)."""
+        return self._prepared(self._plan(item))
+
+    def _plan(self, item: PendingItem) -> Planned:
         limit = self.config.settings.max_message_bytes
         if item.size > limit:
             # An oversized mail is only read as far as its headers: who sent it, about what.
@@ -274,8 +294,12 @@ class Desk:
         trusted = situation.classification is Classification.HUMAN and not outcome.hold_reason
         if trusted and (outcome.request_ref or outcome.new_request):
             self.store.keep_files(mail.attachments)
-        prepared = self.prepare(outcome, mail, refs_ahead=refs_ahead)
-        return Worked(mail, situation, outcome, prepared, trusted)
+        return Planned(mail, situation, outcome, trusted)
+
+    def _prepared(self, planned: Planned, *, refs_ahead: int = 1) -> Worked:
+        """``refs_ahead``: how many mails, this one included, will still open a request."""
+        prepared = self.prepare(planned.outcome, planned.mail, refs_ahead=refs_ahead)
+        return Worked(planned.mail, planned.situation, planned.outcome, prepared, planned.trusted)
 
     def _planned_on_stale(self, worked: Worked) -> bool:
         """Whether the request a mail was planned against has changed since."""
