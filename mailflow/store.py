@@ -12,11 +12,14 @@ replay after a crash, finds nothing to flip and rolls back.
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
+import functools
 import gc
 import json
 import os
 import re
+import sys
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -341,17 +344,75 @@ def _fsync_path(path: Path) -> None:
         raise StoreError(f"cannot sync {path}: {exc.strerror or exc}") from exc
 
 
+# From this many files on, a batch is made durable by one syncfs (see _sync_file_system).
+SYNCFS_FROM = 16
+
+
+def _syncfs_reports_errors() -> bool:
+    """Whether syncfs(2) is there and reports write-back errors (Linux 5.8 and later)."""
+    if sys.platform != "linux":
+        return False
+    try:
+        major, minor = (int(part) for part in os.uname().release.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (5, 8)
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    if not _syncfs_reports_errors():
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.syncfs  # noqa: B018 - present in glibc and musl since 2011
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+def _sync_file_system(directory: Path) -> bool:
+    """Write back everything dirty on the file system that holds ``directory``; False
+    where syncfs(2) is missing or would not report errors (then fsync each file).
+
+    For a batch of new files one syncfs costs about what writing them cost, where an
+    fsync per file (even side by side in threads) cost three times more CPU than the
+    writing (bench/ingest.py). PostgreSQL offers the same for its data directory
+    (``recovery_init_sync_method = syncfs``).
+    """
+    libc = _libc()
+    if libc is None:
+        return False
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError as exc:
+        raise StoreError(f"cannot sync {directory}: {exc.strerror or exc}") from exc
+    try:
+        if libc.syncfs(descriptor) != 0:
+            error = ctypes.get_errno()
+            raise StoreError(f"cannot sync {directory}: {os.strerror(error)}")
+    finally:
+        os.close(descriptor)
+    return True
+
+
 def fsync_all(paths: Sequence[Path], directory: Path | None) -> None:
-    """Make files and their directory (if given) durable. The fsyncs run side by side, so
-    the file system commits its journal a few times for a batch instead of once per file."""
+    """Make files (all in one directory) and that directory, if given, durable. A large
+    batch takes one syncfs; otherwise the fsyncs run side by side, so the file system
+    commits its journal a few times for a batch instead of once per file."""
+    if not (len(paths) >= SYNCFS_FROM and _sync_file_system(paths[0].parent)):
+        _fsync_each(paths)
+    if directory is not None:
+        _fsync_path(directory)
+
+
+def _fsync_each(paths: Sequence[Path]) -> None:
     if len(paths) > 1:
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(_fsync_path, paths))
     else:
         for path in paths:
             _fsync_path(path)
-    if directory is not None:
-        _fsync_path(directory)
 
 
 class BlobStore:

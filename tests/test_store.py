@@ -203,3 +203,33 @@ def test_a_blob_gets_its_name_only_once_its_bytes_are_synced(
     blobs.put_many(items)
     assert [blobs.get(sha256) for sha256, _ in items] == [b"one", b"two"]
     assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == sorted(s for s, _ in items)
+
+
+def test_a_large_batch_of_blobs_is_synced_at_once_before_it_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    import mailflow.store as store_module
+    from mailflow.errors import StoreError
+    from mailflow.store import SYNCFS_FROM, BlobStore
+
+    blobs = BlobStore(tmp_path / "raw")
+    datas = [f"mail {n}".encode() for n in range(SYNCFS_FROM + 4)]
+    items = [(hashlib.sha256(data).hexdigest(), data) for data in datas]
+    synced: list[Path] = []
+    real = store_module._sync_file_system
+
+    def failing(directory: Path) -> bool:
+        synced.append(directory)
+        raise StoreError(f"cannot sync {directory}: Input/output error")
+
+    monkeypatch.setattr(store_module, "_sync_file_system", failing)
+    with pytest.raises(StoreError, match="Input/output error"):
+        blobs.put_many(items)
+    assert synced == [tmp_path / "raw"]  # one call for the batch, not one per file
+    assert list((tmp_path / "raw").iterdir()) == []
+    monkeypatch.setattr(store_module, "_sync_file_system", real)
+    blobs.put_many(items)
+    assert [blobs.get(sha256) for sha256, _ in items] == datas
+    assert len(list((tmp_path / "raw").iterdir())) == len(items)
