@@ -322,7 +322,9 @@ def _naive(moment: datetime | None) -> datetime | None:
         return None
     if moment.tzinfo is None:
         return moment
-    return moment.astimezone(UTC).replace(tzinfo=None)
+    if moment.tzinfo is not UTC:  # most are utcnow()'s, already in UTC
+        moment = moment.astimezone(UTC)
+    return moment.replace(tzinfo=None)
 
 
 def _aware(moment: datetime | str | None) -> datetime | None:
