@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -127,14 +128,19 @@ class Service:
         if drain_mailboxes and self.imap.sources and workers > 1:
             # A one-shot drain has no listener threads, so worker processes can process
             # what the drain accepts while it goes on fetching.
-            with self.desk.crew(workers, self._stop) as crew:
-                mailboxes = self.imap.drain_all(crew.feeding(self.store.accept_many))
-                crew.all_accepted()
+            with self.desk.crew(workers, self._stop) as crew, ThreadPoolExecutor(1) as drainer:
+                draining = drainer.submit(self.imap.drain_all, crew.feeding(self.store.accept_many))
                 sent = FlushReport()
-                while crew.working(SEND_EVERY):
-                    # What the workers have written goes out while they write more.
+                # What the workers have written goes out while they write more, from the
+                # start: the letters need not wait for the end of the drain, and the drain,
+                # the workers and the flush each spend much of their time waiting for
+                # the disk or the server.
+                while wait([draining], SEND_EVERY).not_done:
                     sent += self.sender.flush()
-            return RoundReport(crew.processed, sent + self.sender.flush(), mailboxes)
+                crew.all_accepted()
+                while crew.working(SEND_EVERY):
+                    sent += self.sender.flush()
+            return RoundReport(crew.processed, sent + self.sender.flush(), draining.result())
         mailboxes = self.imap.drain_all(self.store.accept_many) if drain_mailboxes else {}
         processed = self.desk.process_pending(
             stop=self._stop, workers=workers if drain_mailboxes else 1

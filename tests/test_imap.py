@@ -135,6 +135,36 @@ def test_a_failed_accept_moves_and_flags_nothing(dovecot: Dovecot, store: Store)
     source.close()
 
 
+def test_a_failed_accept_mid_drain_moves_only_the_batches_before_it(
+    dovecot: Dovecot, store: Store
+) -> None:
+    settings = mailbox(dovecot)
+    user = settings.username
+    dovecot.append_many(user, "INBOX", mails(7))
+    uids = dovecot.list_uids(user, "INBOX")
+    batches = 0
+
+    def second_batch_fails(messages: Sequence[tuple[bytes, str, str]]) -> list[Accepted]:
+        # The third batch is being fetched meanwhile.
+        nonlocal batches
+        batches += 1
+        if batches == 2:
+            raise StoreError("database is locked")
+        return store.accept_many(messages)
+
+    source = ImapSource(settings, tuning=replace(FAST, batch_size=2))
+    with pytest.raises(StoreError):
+        source.drain(second_batch_fails)
+    assert dovecot.list_uids(user, "INBOX") == uids[2:]
+    assert store.counts()["inbox"] == 2
+
+    # The fetch that ran beside the failed accept has ended: the connection carries on.
+    assert source.drain(store.accept_many) == 5
+    assert dovecot.list_uids(user, "INBOX") == []
+    assert store.counts()["inbox"] == 7
+    source.close()
+
+
 @pytest.mark.parametrize("host", [UIDPLUS_HOST, LEGACY_HOST], ids=["uidplus", "expunge"])
 def test_servers_without_move_get_copy_and_expunge(
     dovecot: Dovecot, store: Store, host: str

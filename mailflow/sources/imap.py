@@ -4,11 +4,11 @@ One ``ImapSource`` per ``[[imap]]`` mailbox. ``drain()`` takes every message in 
 (``UID SEARCH ALL``: a mail someone already read in a mail client is still taken), fetches
 it with ``BODY.PEEK[]`` in batches, hands each batch to ``accept_many`` (which commits),
 and only then moves the batch to the processed folder: UID MOVE, or COPY + \\Deleted +
-UID EXPUNGE where MOVE is missing. Nothing is ever deleted otherwise. If the accept
-raises, the batch stays where it is and the next drain takes it again; if the process dies
-between the commit and the move, the next drain accepts the same bytes again, the store
-recognises them as a duplicate, and the move completes. The source reference of each
-message is ``"<UIDVALIDITY>:<UID>"``.
+UID EXPUNGE where MOVE is missing. Nothing is ever deleted otherwise. The next batch is
+fetched while one is being accepted. If the accept raises, the batch stays where it is and
+the next drain takes it again; if the process dies between the commit and the move, the
+next drain accepts the same bytes again, the store recognises them as a duplicate, and the
+move completes. The source reference of each message is ``"<UIDVALIDITY>:<UID>"``.
 
 ``wait()`` sleeps in IMAP IDLE until the server reports new mail (re-issuing IDLE well
 before the 29-minute limit of RFC 2177), or polls every ``poll_interval`` when the server
@@ -25,6 +25,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -124,6 +125,13 @@ def _describe(error: BaseException) -> str:
     if isinstance(error, TimeoutError):
         return "timed out"
     return text
+
+
+def _fetch_bodies(client: Any, batch: list[int]) -> dict[int, bytes]:
+    """The raw bytes of each message in ``batch``, in UID order; a message expunged by
+    someone else since the SEARCH is simply absent."""
+    fetched = client.fetch(batch, ["BODY.PEEK[]"])
+    return {uid: bytes(fetched[uid][_BODY]) for uid in batch if _BODY in fetched.get(uid, {})}
 
 
 class ImapSource:
@@ -275,14 +283,17 @@ class ImapSource:
         uidvalidity = int(selected[b"UIDVALIDITY"])
         handled: set[int] = set()
         new = taken = 0
-        # Search again after each pass: mail that arrived meanwhile is taken now, not
-        # after the next IDLE wake-up (which it would not trigger).
-        while uids := [uid for uid in client.search("ALL") if uid not in handled]:
-            for batch in self._batches(client, uids):
-                results = self._take(client, batch, uidvalidity, accept_many)
-                new += sum(not result.duplicate for result in results)
-                taken += len(results)
-                handled.update(batch)
+        with ThreadPoolExecutor(1, thread_name_prefix=f"{self.source} fetch") as fetcher:
+            # Search again after each pass: mail that arrived meanwhile is taken now, not
+            # after the next IDLE wake-up (which it would not trigger).
+            while uids := [uid for uid in client.search("ALL") if uid not in handled]:
+                batches = self._batches(client, uids)
+                for batch, results in self._take(
+                    client, batches, uidvalidity, accept_many, fetcher
+                ):
+                    new += sum(not result.duplicate for result in results)
+                    taken += len(results)
+                    handled.update(batch)
         if taken:
             log.info(
                 "%s: accepted %d new, %d already known, moved to %s",
@@ -312,18 +323,45 @@ class ImapSource:
                 yield batch
 
     def _take(
-        self, client: Any, batch: list[int], uidvalidity: int, accept_many: AcceptMany
+        self,
+        client: Any,
+        batches: Iterator[list[int]],
+        uidvalidity: int,
+        accept_many: AcceptMany,
+        fetcher: Executor,
+    ) -> Iterator[tuple[list[int], list[Accepted]]]:
+        """Accept each batch, then move it; yield it with what the store said.
+
+        The next batch is fetched (by ``fetcher``) while this one is accepted: the accept
+        mostly waits for the disk, the fetch for the server and the response parser.
+        The connection still carries one command at a time: the next batch is planned
+        before its fetch starts, and the move waits until that fetch is done.
+        """
+        batch = next(batches, None)
+        bodies = _fetch_bodies(client, batch) if batch else {}
+        while batch is not None:
+            upcoming = next(batches, None)
+            fetching = fetcher.submit(_fetch_bodies, client, upcoming) if upcoming else None
+            try:
+                results = self._accept(bodies, uidvalidity, accept_many)
+            except BaseException:
+                if fetching is not None:
+                    wait([fetching])  # the connection is free again before anyone uses it
+                raise
+            following = fetching.result() if fetching is not None else {}
+            if bodies:
+                self._move(client, list(bodies))
+            yield batch, results
+            batch, bodies = upcoming, following
+
+    def _accept(
+        self, bodies: dict[int, bytes], uidvalidity: int, accept_many: AcceptMany
     ) -> list[Accepted]:
-        fetched = client.fetch(batch, ["BODY.PEEK[]"])
-        # A message expunged by someone else since the SEARCH is simply absent.
-        present = [uid for uid in batch if _BODY in fetched.get(uid, {})]
-        if not present:
+        if not bodies:
             return []
-        results = accept_many(
-            [(bytes(fetched[uid][_BODY]), self.source, f"{uidvalidity}:{uid}") for uid in present]
+        return accept_many(
+            [(raw, self.source, f"{uidvalidity}:{uid}") for uid, raw in bodies.items()]
         )
-        self._move(client, present)
-        return results
 
     def _move(self, client: Any, uids: list[int]) -> None:
         if client.has_capability("MOVE"):
