@@ -711,6 +711,8 @@ class Crew:
         a checkpoint's fsyncs inside a worker's commit would hold up the write turn.
         """
         waiting = [receiver for _, receiver in self._children]
+        if not waiting:
+            return False  # (waiting on nothing would still sleep the whole timeout)
         for receiver in multiprocessing.connection.wait(waiting, timeout):
             self._collect(receiver)
         if self._children:

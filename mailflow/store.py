@@ -20,6 +20,7 @@ import json
 import os
 import re
 import sys
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -600,6 +601,7 @@ class Store:
         self._turns: Path | None = None
         self._turn_file: BinaryIO | None = None
         self._turn_pid = 0
+        self._turn_threads = threading.Lock()
         self._refs: list[int] = []
         self._sql: dict[str, str] = {}
 
@@ -679,6 +681,17 @@ class Store:
         next writer at once.
         """
         self._turns = self.raw.root.parent / ".write-turn"
+        self._open_turns()
+
+    def _open_turns(self) -> None:
+        # Opened per process: a descriptor inherited through fork shares its lock.
+        assert self._turns is not None
+        if self._turn_file is not None:
+            self._turn_file.close()
+        self._turns.parent.mkdir(parents=True, exist_ok=True)
+        self._turn_file = open(self._turns, "a+b")  # noqa: SIM115 - held for the process
+        self._turn_pid = os.getpid()
+        self._turn_threads = threading.Lock()
 
     def ready_to_fork(self) -> bool:
         """Close this thread's connection and say whether no other is open.
@@ -727,15 +740,17 @@ class Store:
         if self._turns is None or self.database.in_transaction():
             yield
             return
-        # Opened per process: a descriptor inherited through fork shares its lock.
         if self._turn_file is None or self._turn_pid != os.getpid():
-            self._turn_file = open(self._turns, "a+b")  # noqa: SIM115 - held for the process
-            self._turn_pid = os.getpid()
-        fcntl.flock(self._turn_file, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(self._turn_file, fcntl.LOCK_UN)
+            self._open_turns()  # a worker just forked: it has no other thread yet
+        assert self._turn_file is not None
+        # A flock belongs to the descriptor, which this process's threads share (an IMAP
+        # drain accepting while the outbox is flushed): they take turns among themselves.
+        with self._turn_threads:
+            fcntl.flock(self._turn_file, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._turn_file, fcntl.LOCK_UN)
 
     # -- accept ------------------------------------------------------------------
 
@@ -1285,12 +1300,15 @@ class Store:
         ]
 
     def mark_sent(self, *outbox_ids: int) -> None:
+        sent_at = self._when(utcnow())
         with self.transaction():
-            for outbox_id in outbox_ids:
+            for start in range(0, len(outbox_ids), 500):  # within any backend's parameter cap
+                chunk = outbox_ids[start : start + 500]
+                marks = ", ".join("?" for _ in chunk)
                 self._execute(
                     "UPDATE outbox_item SET state = 'sent', sent_at = ?,"
-                    " attempts = attempts + 1, last_error = '' WHERE id = ?",
-                    (self._when(utcnow()), outbox_id),
+                    f" attempts = attempts + 1, last_error = '' WHERE id IN ({marks})",
+                    (sent_at, *chunk),
                 )
 
     def mark_retry(self, outbox_id: int, error: str, next_attempt: datetime) -> None:

@@ -233,3 +233,37 @@ def test_a_large_batch_of_blobs_is_synced_at_once_before_it_is_named(
     blobs.put_many(items)
     assert [blobs.get(sha256) for sha256, _ in items] == datas
     assert len(list((tmp_path / "raw").iterdir())) == len(items)
+
+
+def test_threads_of_one_process_take_write_turns_one_at_a_time(tmp_path: Path) -> None:
+    """The turn is a flock on a descriptor the process's threads share: without a lock
+    of their own, two threads would both hold it (an IMAP drain and an outbox flush)."""
+    import threading
+    import time
+
+    store = Store(f"sqlite:///{tmp_path / 'mailflow.db'}", tmp_path / "data").open()
+    store.share_between_processes()
+    inside = 0
+    most = 0
+    counting = threading.Lock()
+
+    def write() -> None:
+        nonlocal inside, most
+        for _ in range(5):
+            with store._writer_turn():  # the turn alone: SQLite's own lock would hide it
+                with counting:
+                    inside += 1
+                    most = max(most, inside)
+                time.sleep(0.01)
+                with counting:
+                    inside -= 1
+        store.database.close()
+
+    threads = [threading.Thread(target=write) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    store.stop_sharing()
+    store.close()
+    assert most == 1
