@@ -40,6 +40,8 @@ STORE_RETRY_SECONDS = 5.0
 
 # How many messages `ingest` accepts per transaction: one commit per batch, not per mail.
 INGEST_BATCH = 200
+# The first batch a crew's parent accepts (later ones double up to INGEST_BATCH).
+FIRST_BATCH = 25
 
 # How often `run --once` sends what its worker processes have written meanwhile.
 SEND_EVERY = 0.5
@@ -153,21 +155,20 @@ class Service:
         messages = (
             (raw, "ingest", ref) for path in paths for raw, ref in read_messages(path, stdin=stdin)
         )
-        batches = _batched(messages, INGEST_BATCH)
-        # Two batches are read (not yet accepted) to decide: more than one is worth a crew,
-        # which is then formed before anything is accepted, so it works from the start.
-        first = next(batches, [])
-        following = next(batches, None)
-        read = itertools.chain([first, following or []], batches)
+        # Up to a batch and one mail more are read (not accepted yet) to decide: more
+        # than a batch is worth a crew, which is then formed before anything is accepted.
+        head = list(itertools.islice(messages, INGEST_BATCH + 1))
+        read = itertools.chain(head, messages)
         workers = backlog_workers()
         accepted: list[Accepted] = []
-        if following is not None and workers > 1:
+        if len(head) > INGEST_BATCH and workers > 1:
             with self.desk.crew(workers, self._stop) as crew:
                 accept = crew.feeding(self.store.accept_many)
-                for batch in read:
+                # The first batches are small, so that the workers have mail at once.
+                for batch in _batched(read, INGEST_BATCH, first=FIRST_BATCH):
                     accepted += accept(batch)
             return accepted
-        for batch in read:
+        for batch in _batched(read, INGEST_BATCH):
             accepted += self.store.accept_many(batch)
         self.desk.process_pending(workers=workers)
         return accepted
@@ -308,13 +309,17 @@ def watchdog_interval() -> float | None:
     return int(value) / 2_000_000
 
 
-def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+def _batched(items: Iterable[Any], size: int, *, first: int = 0) -> Iterator[list[Any]]:
+    """Lists of ``size`` items; with ``first``, the first ones grow from ``first`` to
+    ``size``, doubling."""
     batch: list[Any] = []
+    limit = first or size
     for item in items:
         batch.append(item)
-        if len(batch) >= size:
+        if len(batch) >= limit:
             yield batch
             batch = []
+            limit = min(size, limit * 2)
     if batch:
         yield batch
 
