@@ -114,6 +114,21 @@ def test_drain_accepts_each_mail_once_and_moves_it(dovecot: Dovecot, store: Stor
     source.close()
 
 
+def test_the_first_batches_of_a_drain_grow_to_the_batch_size(
+    dovecot: Dovecot, store: Store
+) -> None:
+    """Small first batches: what processes the mail (a crew) has some at once."""
+    settings = mailbox(dovecot)
+    dovecot.append_many(settings.username, "INBOX", mails(15))
+    source = ImapSource(settings, tuning=replace(FAST, batch_size=8, first_batch=2))
+    accept = Recorder(store)
+
+    assert source.drain(accept) == 15
+
+    assert [len(batch) for batch in accept.batches] == [2, 4, 8, 1]
+    source.close()
+
+
 def test_a_failed_accept_moves_and_flags_nothing(dovecot: Dovecot, store: Store) -> None:
     settings = mailbox(dovecot)
     user = settings.username
