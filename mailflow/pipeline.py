@@ -638,8 +638,8 @@ class Crew:
 
     Accepting is I/O (reading files or IMAP, fsync); processing is CPU. With the two
     overlapping, `ingest` and `run --once` take about as long as the slower of the two
-    instead of their sum. The parent hands out accepted mail one at a time through a queue,
-    so a worker that drew the large mails does not leave the other idle at the end.
+    instead of their sum. The parent hands out accepted mail in small groups through a
+    queue, so a worker that drew the large mails does not leave the other idle at the end.
     Exactly-once still rests on each mail's conditional claim: a worker that dies
     leaves its mail accepted, and the parent takes it on leaving.
 
@@ -675,16 +675,18 @@ class Crew:
             sender.close()
             self._children.append((child, receiver))
         # After the fork: the queue's feeder thread must exist in the parent only.
-        for item in backlog:
-            self._queue.put(item)
+        self._hand_out(backlog)
         return self
+
+    def _hand_out(self, items: Sequence[PendingItem]) -> None:
+        # A group at a time: each put wakes the queue's feeder thread and writes the pipe.
+        for start in range(0, len(items), GROUP):
+            self._queue.put(items[start : start + GROUP])
 
     def _feed(self, accepted: Iterable[Accepted]) -> None:
         """Hand newly accepted mail to the workers (thread-safe)."""
         if self._queue is not None:
-            for accepted_mail in accepted:
-                if accepted_mail.pending is not None:
-                    self._queue.put(accepted_mail.pending)
+            self._hand_out([item.pending for item in accepted if item.pending is not None])
 
     def feeding(self, accept: AcceptMany) -> AcceptMany:
         """``accept`` that also hands what it accepted to the workers."""
@@ -753,28 +755,20 @@ class Crew:
             store.close()
 
     def _handed_out(self) -> Iterator[list[PendingItem]]:
-        """Accepted mail from the queue, up to GROUP at a time (one commit each), until
-        the parent says it is done or is gone (killed mid-accept: then the mail it
-        accepted waits for the next run)."""
+        """Groups of accepted mail from the queue (one commit each), until the parent
+        says it is done or is gone (killed mid-accept: then the mail it accepted waits
+        for the next run)."""
         parent = os.getppid()
         while not self.stop.is_set():
             try:
-                first = self._queue.get(timeout=ORPHAN_CHECK)
+                group = self._queue.get(timeout=ORPHAN_CHECK)
             except queue.Empty:
                 if os.getppid() != parent:
                     return
                 continue
-            group = [first]
-            while group[-1] is not None and len(group) < GROUP:
-                try:
-                    group.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            items = [item for item in group if item is not None]
-            if items:
-                yield items
-            if group[-1] is None:
+            if group is None:
                 return
+            yield group
 
 
 def _message_token() -> str:
