@@ -350,8 +350,8 @@ class Desk:
         if not cause or self.config.directory.is_staff(cause):
             return None
         windows = self.sender_windows
-        earlier = self.store.caused_times(cause, now - ratelimit.longest(windows))
-        over = ratelimit.over_limit(earlier, now, windows)
+        recent = self.store.caused_counts(cause, ratelimit.window_starts(now, windows))
+        over = ratelimit.over_counts(recent, windows)
         return f"possible mail loop with {cause}: {over}" if over else None
 
     def _authenticate(self, mail: ParsedMail, sender: Sender | None, ref: str | None) -> AuthResult:
@@ -555,8 +555,8 @@ class Desk:
         if not answering or self.config.directory.is_staff(recipient):
             return None
         windows = self.rate_windows
-        earlier = self.store.automatic_mail_times(recipient, now - ratelimit.longest(windows))
-        return ratelimit.over_limit(earlier, now, windows)
+        recent = self.store.automatic_mail_counts(recipient, ratelimit.window_starts(now, windows))
+        return ratelimit.over_counts(recent, windows)
 
     def _stored(self, file: FileRef, mail: ParsedMail | None) -> Attachment:
         """A file made attachable: from the mail in hand (a delivery is reviewed in the

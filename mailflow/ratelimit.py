@@ -38,14 +38,20 @@ ONCE_PER = {
 }
 
 
-def longest(windows: Sequence[Window]) -> timedelta:
-    return max((w.span for w in windows), default=timedelta(0))
-
-
 def over_limit(earlier: Sequence[datetime], now: datetime, windows: Sequence[Window]) -> str | None:
     """The reason one more automatic mail is refused, or None when it may go."""
-    for window in windows:
-        recent = sum(1 for moment in earlier if now - moment < window.span)
-        if recent >= window.count:
-            return f"rate limit: {recent} automatic mails in the window of {window.describe()}"
+    recent = [sum(1 for moment in earlier if now - moment < window.span) for window in windows]
+    return over_counts(recent, windows)
+
+
+def window_starts(now: datetime, windows: Sequence[Window]) -> list[datetime]:
+    """Where each window begins: mail written *after* it counts (as in over_limit)."""
+    return [now - window.span for window in windows]
+
+
+def over_counts(recent: Sequence[int], windows: Sequence[Window]) -> str | None:
+    """over_limit, given how many were written within each window (in order)."""
+    for window, count in zip(windows, recent, strict=True):
+        if count >= window.count:
+            return f"rate limit: {count} automatic mails in the window of {window.describe()}"
     return None

@@ -1152,22 +1152,30 @@ class Store:
             self.link_message(draft.request_ref, "out", draft.message_id, outbox_id=row_id)
         return row_id
 
-    def automatic_mail_times(self, recipient: str, since: datetime) -> list[datetime]:
-        """When automatic mail to ``recipient`` was written since ``since`` (rate limits)."""
-        rows = self._execute(
-            "SELECT created_at FROM outbox_item WHERE recipient = ? AND created_at >= ?"
-            " AND automatic = ? ORDER BY created_at",
-            (recipient.lower(), self._when(since), True),
-        ).fetchall()
-        return [moment for (value,) in rows if (moment := _aware(value)) is not None]
+    def automatic_mail_counts(self, recipient: str, starts: Sequence[datetime]) -> list[int]:
+        """How much automatic mail to ``recipient`` was written after each of ``starts``
+        (the rate windows, counted by the database rather than read row by row)."""
+        return self._counts_after(
+            "recipient = ? AND automatic = ?", (recipient.lower(), True), starts
+        )
 
-    def caused_times(self, cause: str, since: datetime) -> list[datetime]:
-        """When mail caused by ``cause`` (an outside sender) was written since ``since``."""
-        rows = self._execute(
-            "SELECT created_at FROM outbox_item WHERE cause = ? AND created_at >= ?",
-            (cause.lower(), self._when(since)),
-        ).fetchall()
-        return [moment for (value,) in rows if (moment := _aware(value)) is not None]
+    def caused_counts(self, cause: str, starts: Sequence[datetime]) -> list[int]:
+        """How much mail caused by ``cause`` (an outside sender) was written after each
+        of ``starts``."""
+        return self._counts_after("cause = ?", (cause.lower(),), starts)
+
+    def _counts_after(
+        self, condition: str, params: tuple[Any, ...], starts: Sequence[datetime]
+    ) -> list[int]:
+        if not starts:
+            return []
+        moments = [self._when(start) for start in starts]
+        counts = ", ".join("SUM(CASE WHEN created_at > ? THEN 1 ELSE 0 END)" for _ in starts)
+        row = self._execute(
+            f"SELECT {counts} FROM outbox_item WHERE {condition} AND created_at > ?",
+            (*moments, *params, min(moments)),
+        ).fetchone()
+        return [int(count or 0) for count in row]
 
     def sent_kind_to(self, kind: str, recipient: str, since: datetime) -> bool:
         """Whether a ``kind`` mail to ``recipient`` was written since ``since``."""

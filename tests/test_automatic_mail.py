@@ -130,3 +130,19 @@ def test_an_oversized_mail_is_kept_and_answered_once(any_home: Path) -> None:
         assert service.store.raw.get(held[0]["sha256"]) == big
     finally:
         service.store.close()
+
+
+def test_window_counts_from_the_database_refuse_what_the_times_would() -> None:
+    """The store counts mail after each window's start; the verdict is the same as from
+    the moments themselves, at the edges too (a mail exactly a window old is out)."""
+    from datetime import UTC, datetime, timedelta
+
+    from mailflow.ratelimit import DEFAULT_WINDOWS, over_counts, over_limit, window_starts
+
+    now = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+    for minutes in ([1, 2, 3], [1, 2, 10], [0, 0, 9.99], [*range(0, 20 * 60, 60)], []):
+        earlier = [now - timedelta(minutes=m) for m in minutes]
+        counts = [
+            sum(1 for e in earlier if e > start) for start in window_starts(now, DEFAULT_WINDOWS)
+        ]
+        assert over_counts(counts, DEFAULT_WINDOWS) == over_limit(earlier, now, DEFAULT_WINDOWS)

@@ -267,3 +267,31 @@ def test_threads_of_one_process_take_write_turns_one_at_a_time(tmp_path: Path) -
     store.stop_sharing()
     store.close()
     assert most == 1
+
+
+def test_rate_windows_are_counted_by_the_database(store: Store) -> None:
+    def letter(number: int, *, automatic: bool) -> OutboxDraft:
+        return OutboxDraft(
+            kind="confirmation",
+            request_ref=None,
+            recipients=("Robot@Example.com",),
+            cc=(),
+            subject="s",
+            body_text="b",
+            reply_to="desk@x",
+            message_id=f"<mf.{number}@x>",
+            raw=b"raw",
+            attachments=(),
+            inbox_id=None,
+            automatic=automatic,
+            cause="robot@example.com",
+        )
+
+    before = utcnow() - timedelta(minutes=1)
+    with store.transaction():
+        store.add_outbox(letter(1, automatic=True))
+        store.add_outbox(letter(2, automatic=False))
+    after = utcnow() + timedelta(minutes=1)
+    assert store.caused_counts("ROBOT@example.com", [before, after]) == [2, 0]
+    assert store.automatic_mail_counts("robot@example.com", [before, after]) == [1, 0]
+    assert store.caused_counts("someone@else.example", [before]) == [0]
