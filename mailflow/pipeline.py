@@ -146,8 +146,9 @@ class Desk:
     def process_pending(
         self, limit: int = 500, *, stop: threading.Event | None = None, workers: int = 1
     ) -> list[Processed]:
-        """Process accepted mail until none is left; a set ``stop`` ends the round after
-        the message in hand (SIGTERM during a backlog stops within one message).
+        """Process accepted mail until none is left; a set ``stop`` ends the round once
+        what was already worked out is written (SIGTERM during a backlog stops within a
+        group: no mail is parsed after it, at most COMMIT_EVERY are still written).
 
         With ``workers`` > 1 a large SQLite backlog is shared among that many processes
         (only from a process without threads: `ingest`, `run --once`).
