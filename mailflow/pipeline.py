@@ -92,14 +92,10 @@ class Planned:
 
 
 @dataclass(frozen=True)
-class Worked:
+class Worked(Planned):
     """A mail worked out and rendered, waiting to be written."""
 
-    mail: ParsedMail
-    situation: Situation
-    outcome: Outcome
     prepared: Prepared
-    trusted: bool  # its files may join the request
 
 
 @dataclass(frozen=True)
@@ -300,7 +296,7 @@ class Desk:
     def _prepared(self, planned: Planned, *, refs_ahead: int = 1) -> Worked:
         """``refs_ahead``: how many mails, this one included, will still open a request."""
         prepared = self.prepare(planned.outcome, planned.mail, refs_ahead=refs_ahead)
-        return Worked(planned.mail, planned.situation, planned.outcome, prepared, planned.trusted)
+        return Worked(planned.mail, planned.situation, planned.outcome, planned.trusted, prepared)
 
     def _planned_on_stale(self, worked: Worked) -> bool:
         """Whether the request a mail was planned against has changed since."""
