@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mails import client_mail
@@ -17,6 +18,24 @@ def store(database_url: str, tmp_path: Path) -> Store:
     opened = Store(database_url, tmp_path / "data").open()
     yield opened
     opened.close()
+
+
+def _draft(**changes: Any) -> OutboxDraft:
+    """A plain outgoing letter, with ``changes``."""
+    fields: dict[str, Any] = {
+        "kind": "confirmation",
+        "request_ref": None,
+        "recipients": ("a@x",),
+        "cc": (),
+        "subject": "s",
+        "body_text": "b",
+        "reply_to": "desk@x",
+        "message_id": "<mf.1@x>",
+        "raw": b"raw",
+        "attachments": (),
+        "inbox_id": None,
+    }
+    return OutboxDraft(**{**fields, **changes})
 
 
 def _new_request() -> NewRequest:
@@ -98,21 +117,7 @@ def test_quarantine_and_replay(store: Store) -> None:
 
 def test_outbox_rows_move_from_pending_to_sent_or_retry(store: Store) -> None:
     with store.transaction():
-        row_id = store.add_outbox(
-            OutboxDraft(
-                kind="confirmation",
-                request_ref=None,
-                recipients=("a@x",),
-                cc=(),
-                subject="s",
-                body_text="b",
-                reply_to="desk@x",
-                message_id="<mf.1@x>",
-                raw=b"raw",
-                attachments=(),
-                inbox_id=None,
-            )
-        )
+        row_id = store.add_outbox(_draft())
     now = utcnow()
     assert [r.id for r in store.due_outbox(now)] == [row_id]
     store.mark_retry(row_id, "relay down", now + timedelta(minutes=1))
@@ -271,18 +276,9 @@ def test_threads_of_one_process_take_write_turns_one_at_a_time(tmp_path: Path) -
 
 def test_rate_windows_are_counted_by_the_database(store: Store) -> None:
     def letter(number: int, *, automatic: bool) -> OutboxDraft:
-        return OutboxDraft(
-            kind="confirmation",
-            request_ref=None,
+        return _draft(
             recipients=("Robot@Example.com",),
-            cc=(),
-            subject="s",
-            body_text="b",
-            reply_to="desk@x",
             message_id=f"<mf.{number}@x>",
-            raw=b"raw",
-            attachments=(),
-            inbox_id=None,
             automatic=automatic,
             cause="robot@example.com",
         )
