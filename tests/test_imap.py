@@ -19,7 +19,14 @@ from mails import client_mail
 
 from mailflow.errors import StoreError
 from mailflow.settings import ImapSettings
-from mailflow.sources.imap import ImapPoller, ImapSource, MailboxError, Tuning, folder_path
+from mailflow.sources.imap import (
+    ImapPoller,
+    ImapSource,
+    MailboxError,
+    Tuning,
+    folder_path,
+    open_client,
+)
 from mailflow.store import Accepted, Store
 
 pytestmark = pytest.mark.imap
@@ -379,3 +386,20 @@ def test_an_unreachable_server_is_a_mailbox_error(store: Store) -> None:
     )
     with pytest.raises(MailboxError, match=r"imap:gone \(127\.0\.0\.1:\d+\): cannot connect"):
         ImapSource(settings, tuning=FAST).drain(store.accept_many)
+
+
+def test_responses_are_formatted_for_the_log_only_when_it_prints_them(
+    dovecot: Dovecot, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = mailbox(dovecot)
+    quiet = open_client(settings, timeout=5)
+    quiet.logout()
+    assert quiet._imap.debug == 0
+
+    with caplog.at_level(logging.DEBUG, logger="imapclient.imaplib"):
+        chatty = open_client(settings, timeout=5)
+        chatty.login(settings.username, settings.password)
+        chatty.logout()
+    assert chatty._imap.debug == 5
+    assert any("LOGIN" in record.getMessage() for record in caplog.records)
+    assert not any(settings.password in record.getMessage() for record in caplog.records)

@@ -76,16 +76,28 @@ def open_client(settings: ImapSettings, timeout: float) -> IMAPClient:
 
     context = ssl.create_default_context()
     if settings.tls == "ssl":
-        return IMAPClient(
-            settings.host, port=settings.port, ssl=True, ssl_context=context, timeout=timeout
+        return _quiet(
+            IMAPClient(
+                settings.host, port=settings.port, ssl=True, ssl_context=context, timeout=timeout
+            )
         )
-    client = IMAPClient(settings.host, port=settings.port, ssl=False, timeout=timeout)
+    client = _quiet(IMAPClient(settings.host, port=settings.port, ssl=False, timeout=timeout))
     if settings.tls == "starttls":
         try:
             client.starttls(context)
         except BaseException:
             _shutdown(client)
             raise
+    return client
+
+
+def _quiet(client: IMAPClient) -> IMAPClient:
+    """imapclient sets imaplib's debug level to 5 so that its logger sees the protocol; at
+    that level imaplib formats every response with ``%r``, fetched mail included, before the
+    logger drops it: ~8 % of a drain's parent process. Kept only while the logger would
+    print it."""
+    if not logging.getLogger("imapclient.imaplib").isEnabledFor(logging.DEBUG):
+        client._imap.debug = 0
     return client
 
 
