@@ -18,10 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +33,7 @@ from dovecot import Dovecot, start_dovecot  # noqa: E402
 from imapclient import IMAPClient  # noqa: E402
 from ingest import bare_stdlib, senders  # noqa: E402
 from mixgen import generate  # noqa: E402
+from scratch import remove, scratch_dir  # noqa: E402
 
 OUT = HERE / "out" / "imap_drain.json"
 MAILFLOW = [sys.executable, "-m", "mailflow"]
@@ -88,13 +87,12 @@ def measure_on_dovecot(
     """``measure`` against a private Dovecot in a scratch folder (both removed after);
     the result is also written to ``out`` as JSON."""
     server = start_dovecot()
-    work = Path(tempfile.mkdtemp(prefix="mailflow-bench-"))
+    work = scratch_dir()
     try:
         result = measure(args, work, server)
     finally:
         server.stop()
-        shutil.rmtree(server.dir, ignore_errors=True)
-        shutil.rmtree(work, ignore_errors=True)
+        remove(server.dir, work)
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return result

@@ -19,7 +19,6 @@ import email.policy
 import json
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ ROOT = HERE.parent
 sys.path[:0] = [str(ROOT), str(HERE)]
 
 from mixgen import generate  # noqa: E402
+from scratch import scratch  # noqa: E402
 
 OUT = HERE / "out" / "ingest.json"
 MAILFLOW = [sys.executable, "-m", "mailflow"]
@@ -90,8 +90,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as folder:
-        work = Path(folder)
+    with scratch() as work:
         mail_dir = work / "mail"
         mail_dir.mkdir()
         mails = write_mix(mail_dir, args.count, args.seed)

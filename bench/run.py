@@ -15,8 +15,10 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -24,6 +26,10 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from scratch import ROOT_VARIABLE  # noqa: E402
+
 OUT = HERE / "out"
 REPORT = OUT / "REPORT.md"
 
@@ -206,14 +212,14 @@ TABLES: dict[str, Callable[[dict[str, Any]], list[Row]]] = {
 }
 
 
-def run_one(name: str, arguments: list[str], timeout: float) -> dict[str, Any]:
+def run_one(name: str, arguments: list[str], timeout: float, env: dict[str, str]) -> dict[str, Any]:
     """Run bench/<name>.py; return its JSON or what went wrong."""
     target = OUT / f"{name}.json"
     target.unlink(missing_ok=True)
     command = [sys.executable, str(HERE / f"{name}.py"), *arguments]
     started = time.perf_counter()
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
         code, output = done.returncode, done.stdout + done.stderr
     except subprocess.TimeoutExpired as expired:
         code, output = -1, f"timed out after {timeout:g} s\n{expired.stdout or ''}"
@@ -313,12 +319,19 @@ def main() -> int:
     # not include compiling mailflow/ again in each `mailflow` process measured.
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(HERE.parent / "mailflow")])
     outcomes = []
-    for name in names:
-        default, quick = BENCHMARKS[name]
-        print(f"running {name} …", flush=True)
-        outcome = run_one(name, quick if args.quick else default, args.timeout)
-        print(f"  exit {outcome['exit']} after {outcome['seconds']} s", flush=True)
-        outcomes.append(outcome)
+    # One scratch root for all, removed after the last benchmark (why: bench/scratch.py).
+    root = tempfile.mkdtemp(prefix="mfb-")
+    os.chmod(root, 0o755)  # Dovecot's unprivileged processes reach their files through it
+    env = {**os.environ, ROOT_VARIABLE: root, "TMPDIR": root}
+    try:
+        for name in names:
+            default, quick = BENCHMARKS[name]
+            print(f"running {name} …", flush=True)
+            outcome = run_one(name, quick if args.quick else default, args.timeout, env)
+            print(f"  exit {outcome['exit']} after {outcome['seconds']} s", flush=True)
+            outcomes.append(outcome)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
     text = report(outcomes, args.quick)
     REPORT.write_text(text + "\n", encoding="utf-8")
     print(f"\n{text}\nwrote {REPORT.relative_to(HERE.parent)}")

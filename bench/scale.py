@@ -29,11 +29,9 @@ import argparse
 import json
 import os
 import re
-import shutil
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -48,6 +46,7 @@ sys.path[:0] = [str(ROOT), str(HERE), str(ROOT / "tests")]
 
 import mixgen  # noqa: E402
 from imap_drain import MAILFLOW, delta_mix, mailflow, make_instance  # noqa: E402
+from scratch import remove, scratch_dir  # noqa: E402
 
 OUT = HERE / "out" / "scale.json"
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
@@ -232,7 +231,7 @@ def digests(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     started = time.perf_counter()
     mailflow(home, "ingest", str(mail_dir))
     build_s = time.perf_counter() - started
-    shutil.rmtree(mail_dir)
+    remove(mail_dir)
 
     service = Service(home)
     try:
@@ -487,7 +486,7 @@ def main() -> int:
 
     parts = {"a": ("backlog", backlog), "b": ("digests", digests), "c": ("postgres", postgres)}
     result: dict[str, Any] = {"targets": TARGETS, "quick": args.quick}
-    work = Path(tempfile.mkdtemp(prefix="mailflow-bench-"))
+    work = scratch_dir()
     try:
         for letter in args.parts:
             name, run = parts[letter]
@@ -496,7 +495,7 @@ def main() -> int:
             except Exception as error:  # noqa: BLE001 - report it and go on with the others
                 result.setdefault("errors", {})[name] = f"{type(error).__name__}: {error}"
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        remove(work)
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print_tables(result)
