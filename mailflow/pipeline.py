@@ -83,12 +83,20 @@ GROUP = 8
 
 @dataclass(frozen=True)
 class Planned:
-    """A mail parsed and planned (its files kept), its letters not yet rendered."""
+    """A mail parsed and planned, its files not yet kept, its letters not yet rendered."""
 
     mail: ParsedMail
     situation: Situation
     outcome: Outcome
     trusted: bool  # its files may join the request
+
+    @property
+    def files_to_keep(self) -> tuple[Attachment, ...]:
+        """The attachments that will join a request: on disk before the transaction that
+        records them (whose fsyncs must not hold the write lock)."""
+        if self.trusted and (self.outcome.request_ref or self.outcome.new_request):
+            return tuple(self.mail.attachments)
+        return ()
 
 
 @dataclass(frozen=True)
@@ -208,14 +216,17 @@ class Desk:
                 break
             with self._failing(item, done):
                 planned.append((item, self._plan(item)))
-        # The letters are rendered together, after the planning: each step then runs on
-        # warm caches, and the refs for the group's new requests are reserved at once.
+        # The group's files are written and synced by a thread while the letters are
+        # rendered. The letters are rendered together, after the planning: each step then
+        # runs on warm caches, and the refs for the group's new requests are reserved at once.
+        files_kept = self._keep_files_meanwhile([mail_plan for _, mail_plan in planned])
         opening = sum(1 for _, mail_plan in planned if mail_plan.outcome.new_request is not None)
         ready: list[tuple[PendingItem, Worked]] = []
         for item, mail_plan in planned:
             with self._failing(item, done):
                 ready.append((item, self._prepared(mail_plan, refs_ahead=opening)))
             opening -= mail_plan.outcome.new_request is not None
+        files_kept()  # a file system that failed stops the group: all stay accepted
         together = self.store.transaction() if len(ready) > 1 else contextlib.nullcontext()
         with together:
             for item, worked in ready:
@@ -271,9 +282,34 @@ class Desk:
             log.exception("could not tell the director about inbox %s", item.inbox_id)
 
     def _work_out(self, item: PendingItem) -> Worked:
-        """Everything but the writing: parse, situate, plan, render; and keep the files
-        that will join a request (their fsyncs must not hold the write lock)."""
-        return self._prepared(self._plan(item))
+        """Everything but the writing: parse, situate, plan, keep the files, render."""
+        planned = self._plan(item)
+        self.store.keep_files(planned.files_to_keep)
+        return self._prepared(planned)
+
+    def _keep_files_meanwhile(self, planned: Sequence[Planned]) -> Callable[[], None]:
+        """Start keeping the files of a group in a thread (writes and fsyncs let go of the
+        GIL); the function returned waits for it and raises what it raised."""
+        files = [file for mail_plan in planned for file in mail_plan.files_to_keep]
+        if not files:
+            return lambda: None
+        failure: list[BaseException] = []
+
+        def keep() -> None:
+            try:
+                self.store.keep_files(files)
+            except BaseException as exc:  # noqa: BLE001 - raised again in the caller
+                failure.append(exc)
+
+        keeper = threading.Thread(target=keep, name="keep-files")
+        keeper.start()
+
+        def kept() -> None:
+            keeper.join()
+            if failure:
+                raise failure[0]
+
+        return kept
 
     def _plan(self, item: PendingItem) -> Planned:
         limit = self.config.settings.max_message_bytes
@@ -289,8 +325,6 @@ class Desk:
         outcome = plan(situation)
         # Files of a refused (spoofed) or automatic mail never join a request.
         trusted = situation.classification is Classification.HUMAN and not outcome.hold_reason
-        if trusted and (outcome.request_ref or outcome.new_request):
-            self.store.keep_files(mail.attachments)
         return Planned(mail, situation, outcome, trusted)
 
     def _prepared(self, planned: Planned, *, refs_ahead: int = 1) -> Worked:

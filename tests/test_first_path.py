@@ -11,6 +11,7 @@ import pytest
 from conftest import Relay
 from mails import client_mail, english_mail
 
+from mailflow.errors import StoreError
 from mailflow.service import Service
 
 
@@ -195,6 +196,50 @@ def test_attachments_are_kept_with_the_request(service: Service, tmp_path: Path)
     [attachment] = request["attachments"]
     assert attachment["filename"] == "顧客.xlsx"
     assert (service.config.settings.files_dir / attachment["sha256"]).read_bytes() == b"PK\x03\x04"
+
+
+def _with_file(subject: str, message_id: str) -> bytes:
+    return (
+        f"From: yamada@acme.example\r\nTo: desk@secretary.example\r\nSubject: {subject}\r\n"
+        f"Message-ID: {message_id}\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n\r\nPlease enter this.\r\n--B\r\n"
+        "Content-Type: application/pdf\r\n"
+        f'Content-Disposition: attachment; filename="{subject}.pdf"\r\n'
+        "Content-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n--B--\r\n"
+    ).encode()
+
+
+def test_files_that_cannot_be_kept_stop_the_group_and_leave_it_accepted(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The group's files are written while its letters are rendered; a failure there
+    (disk full) writes nothing of the group, and the next round does it all."""
+    service = Service(home)
+    try:
+        store = service.store
+        for number in range(3):
+            store.accept(_with_file(f"file{number}", f"<file-{number}@acme.example>"), "ingest")
+        real_put_many = store.files.put_many
+
+        def full(items: object) -> None:
+            raise StoreError("cannot store in files: No space left on device")
+
+        monkeypatch.setattr(store.files, "put_many", full)
+        with pytest.raises(StoreError, match="No space left"):
+            service.desk.process_group(store.pending())
+        assert store.count_pending() == 3
+        assert store.list_requests() == [] and store.list_outbox() == []
+
+        monkeypatch.setattr(store.files, "put_many", real_put_many)
+        done = service.desk.process_group(store.pending())
+        requests = store.list_requests()
+    finally:
+        service.store.close()
+    assert [result.state for result in done] == ["done"] * 3
+    kept = [file for request in requests for file in request["attachments"]]
+    assert sorted(file["filename"] for file in kept) == ["file0.pdf", "file1.pdf", "file2.pdf"]
+    assert all((service.config.settings.files_dir / f["sha256"]).exists() for f in kept)
 
 
 def test_with_a_relay_configured_mail_goes_out_by_smtp(home: Path, relay: Relay) -> None:
