@@ -11,6 +11,8 @@ Everything here is pure: strings and bytes in, strings out.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import hmac
 import re
 import unicodedata
@@ -89,8 +91,17 @@ def reply_tag(secret: bytes, ref: str, recipient: str) -> str:
 
 
 def _tag(secret: bytes, canonical_ref: str, recipient: str) -> str:
-    message = f"{canonical_ref}\0{recipient.strip().lower()}".encode()
-    return _base32_start(hmac.digest(secret, message, "sha256"))
+    mac = _keyed(secret).copy()
+    mac.update(f"{canonical_ref}\0{recipient.strip().lower()}".encode())
+    return _base32_start(mac.digest())
+
+
+@functools.lru_cache(maxsize=8)
+def _keyed(secret: bytes) -> hmac.HMAC:
+    """An HMAC with the key already in, copied for each tag. ``hmac.digest`` lets go of
+    the GIL for every call: with a second thread busy (a worker's file syncs), taking it
+    back cost ~30 µs a tag, fifteen times the HMAC."""
+    return hmac.new(secret, digestmod=hashlib.sha256)
 
 
 # Base32 (RFC 4648) in lower case, two characters (ten bits) at a time. base64.b32encode
