@@ -31,7 +31,7 @@ sys.path[:0] = [str(ROOT), str(HERE), str(ROOT / "tests")]
 
 from dovecot import Dovecot, start_dovecot  # noqa: E402
 from imapclient import IMAPClient  # noqa: E402
-from ingest import bare_stdlib, senders  # noqa: E402
+from ingest import bare_stdlib, new_instance, senders  # noqa: E402
 from mixgen import generate  # noqa: E402
 from scratch import remove, scratch_dir  # noqa: E402
 
@@ -48,9 +48,9 @@ def delta_mix(count: int, seed: int) -> list[bytes]:
 
 
 def make_instance(home: Path, *, smtp: str = "", listen: str = "") -> Path:
-    """`mailflow init --demo` with the SMTP listener set to ``listen`` ("" = off) and the
-    outbound relay set to ``smtp`` ("" = the data/sent/ Maildir)."""
-    subprocess.run([*MAILFLOW, "init", "--demo", str(home)], check=True, capture_output=True)
+    """A new instance (ingest.new_instance) with the SMTP listener set to ``listen`` ("" =
+    off) and the outbound relay set to ``smtp`` ("" = the data/sent/ Maildir)."""
+    new_instance(home)
     toml = home / "mailflow.toml"
     text = toml.read_text(encoding="utf-8")
     text = re.sub(r'listen = "127\.0\.0\.1:2525"', f'listen = "{listen}"', text, count=1)

@@ -151,7 +151,11 @@ def check(ctx: click.Context) -> None:
     with _errors():
         config = load_config(home)
         overrides = home / "templates"
-        renderer = Renderer.default(extra_dirs=(overrides,) if overrides.is_dir() else ())
+        # Compiling every template to check it also fills the cache the daemon loads from.
+        renderer = Renderer.default(
+            extra_dirs=(overrides,) if overrides.is_dir() else (),
+            cache_dir=config.settings.template_cache_dir,
+        )
         broken = renderer.check()
         if broken:
             raise ConfigError(

@@ -119,7 +119,10 @@ class Service:
 
     def _renderer(self) -> Renderer:
         overrides = self.home / "templates"
-        return Renderer.default(extra_dirs=(overrides,) if overrides.is_dir() else ())
+        return Renderer.default(
+            extra_dirs=(overrides,) if overrides.is_dir() else (),
+            cache_dir=self.config.settings.template_cache_dir,
+        )
 
     # -- one round --------------------------------------------------------------------
 

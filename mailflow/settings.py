@@ -152,6 +152,10 @@ class Settings:
         return self.data_dir / "sent"
 
     @property
+    def template_cache_dir(self) -> Path:
+        return self.data_dir / "cache" / "templates"
+
+    @property
     def db_path(self) -> Path:
         return self.data_dir / "mailflow.db"
 

@@ -525,6 +525,32 @@ def test_instance_templates_override_the_default(tmp_path: Path) -> None:
     assert "We have received your request" in render(renderer, "confirmation", "en").subject
 
 
+def test_compiled_templates_are_kept_until_their_source_changes(tmp_path: Path) -> None:
+    overrides, cache = tmp_path / "templates", tmp_path / "data" / "cache" / "templates"
+    write(overrides, "ja/confirmation.subject.j2", "[{{ ref }}] 一度目\n")
+    first = Renderer.default([overrides], cache_dir=cache)
+    assert render(first, "confirmation", "ja").subject == "[MF-0012] 一度目"
+    kept = {path.name: path.read_bytes() for path in cache.iterdir()}
+    assert kept, "compiled templates are written to the cache"
+    assert not [name for name in kept if name.endswith(".tmp")]
+
+    again = Renderer.default([overrides], cache_dir=cache)
+    assert render(again, "confirmation", "ja").subject == "[MF-0012] 一度目"
+    assert {path.name: path.read_bytes() for path in cache.iterdir()} == kept
+
+    write(overrides, "ja/confirmation.subject.j2", "[{{ ref }}] 二度目\n")
+    changed = Renderer.default([overrides], cache_dir=cache)
+    assert render(changed, "confirmation", "ja").subject == "[MF-0012] 二度目"
+
+
+def test_a_cache_that_cannot_be_made_leaves_templates_compiled_in_memory(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "data").write_text("a file where the cache's folder would go")
+    renderer = Renderer.default(cache_dir=tmp_path / "data" / "cache")
+    assert "MF-0012" in render(renderer, "confirmation", "ja").subject
+
+
 def test_html_part_is_optional(tmp_path: Path) -> None:
     write(tmp_path, "ja/ping.subject.j2", "[{{ ref }}] ping\n")
     write(tmp_path, "ja/ping.txt.j2", "pong\n")
