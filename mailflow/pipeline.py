@@ -13,7 +13,6 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import queue
-import secrets
 import threading
 import time
 import traceback
@@ -43,6 +42,7 @@ from mailflow.model import (
     Sender,
 )
 from mailflow.parse import parse_mail, safe_name
+from mailflow.randomness import token_hex
 from mailflow.render import Renderer
 from mailflow.situation import RequestView, Situation
 from mailflow.store import (
@@ -808,7 +808,7 @@ def _message_token() -> str:
     """32 unique hex digits for a Message-ID, milliseconds first: the indexes on
     Message-IDs then grow at their end, where a random key would dirty another index
     page for every mail written."""
-    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
+    return f"{time.time_ns() // 1_000_000:012x}{token_hex(10)}"
 
 
 def _windows(limits: tuple[tuple[int, int], ...]) -> tuple[ratelimit.Window, ...]:
