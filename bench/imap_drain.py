@@ -1,6 +1,6 @@
 """Benchmark: `mailflow run --once` draining a private Dovecot, next to the bare IMAP limit.
 
-    .venv/bin/python bench/imap_drain.py [--count 2000] [--seed 1] [--batch 200]
+    .venv/bin/python bench/imap_drain.py [--count 2000] [--seed 1] [--batch 200] [--rounds 3]
 
 Appends the mix of bench/mixgen.py (senders are contacts of the demo client Delta, as in
 bench/ingest.py) to two identical mailboxes of a private Dovecot 2.3 (tests/dovecot.py).
@@ -9,8 +9,9 @@ The first is drained by `mailflow run --once` (a subprocess on a fresh `mailflow
 commit → render → write the outbox to data/sent/). The second, in the same run, by the
 bare limit: imapclient ``UID FETCH BODY.PEEK[]`` in batches of 200 and
 ``email.message_from_bytes(policy=default)`` + ``get_body`` + ``get_content`` + every
-attachment's ``get_content``. Prints a markdown table and writes bench/out/imap_drain.json.
-Target: ratio ≥ 1.0.
+attachment's ``get_content``. The two take turns, ``--rounds`` times each on mailboxes of
+their own, and the best round of each is compared. Prints a markdown table and writes
+bench/out/imap_drain.json. Target: ratio ≥ 1.0.
 """
 
 from __future__ import annotations
@@ -124,22 +125,30 @@ def mailflow_drain(home: Path) -> tuple[float, str]:
 
 def measure(args: argparse.Namespace, work: Path, server: Dovecot) -> dict[str, Any]:
     mails = delta_mix(args.count, args.seed)
-    ours_user, bare_user, empty_user = (server.add_user(p) for p in ("ours", "bare", "empty"))
-    started = time.perf_counter()
-    server.append_many(ours_user, "INBOX", mails)
-    append_s = time.perf_counter() - started
-    server.append_many(bare_user, "INBOX", mails)
-
-    bare_s, bare_n = bare_drain(server, bare_user, args.batch)
-
     # Start-up and an empty drain, to show what part of the run is fixed cost.
+    empty_user = server.add_user("empty")
     empty_home = make_instance(work / "empty")
     add_imap(empty_home, server, empty_user)
     startup_s, _ = mailflow_drain(empty_home)
 
-    home = make_instance(work / "instance")
-    add_imap(home, server, ours_user)
-    ours_s, output = mailflow_drain(home)
+    # Side by side, in turns, each on mailboxes of its own: the speed of a shared VM
+    # drifts from one minute to the next, so each side's best round is compared.
+    bare_rounds: list[float] = []
+    ours_rounds: list[float] = []
+    for round_number in range(args.rounds):
+        ours_user, bare_user = (server.add_user(f"{p}{round_number}") for p in ("ours", "bare"))
+        started = time.perf_counter()
+        server.append_many(ours_user, "INBOX", mails)
+        append_s = time.perf_counter() - started
+        server.append_many(bare_user, "INBOX", mails)
+        bare_s, bare_n = bare_drain(server, bare_user, args.batch)
+        assert bare_n == args.count, f"the bare drain fetched {bare_n} of {args.count}"
+        bare_rounds.append(bare_s)
+        home = make_instance(work / f"instance{round_number}")
+        add_imap(home, server, ours_user)
+        ours_s, output = mailflow_drain(home)
+        ours_rounds.append(ours_s)
+    ours_s, bare_s = min(ours_rounds), min(bare_rounds)
     left = len(server.list_uids(ours_user, "INBOX"))
     moved = len(server.list_uids(ours_user, "mailflow.processed"))
     return {
@@ -149,9 +158,13 @@ def measure(args: argparse.Namespace, work: Path, server: Dovecot) -> dict[str, 
         "mailflow_seconds": round(ours_s, 2),
         "mailflow_per_s": round(args.count / ours_s),
         "bare_seconds": round(bare_s, 2),
-        "bare_fetched": bare_n,
-        "bare_per_s": round(bare_n / bare_s),
-        "ratio": round((args.count / ours_s) / (bare_n / bare_s), 3),
+        "bare_fetched": args.count,
+        "bare_per_s": round(args.count / bare_s),
+        "ratio": round(bare_s / ours_s, 3),
+        "rounds": {
+            "mailflow_seconds": [round(s, 2) for s in ours_rounds],
+            "bare_seconds": [round(s, 2) for s in bare_rounds],
+        },
         "startup_empty_drain_seconds": round(startup_s, 2),
         "requests": count_requests(home),
         "left_in_inbox": left,
@@ -165,6 +178,7 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=2000, help="messages (2000)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--batch", type=int, default=200, help="bare UID FETCH batch (200)")
+    parser.add_argument("--rounds", type=int, default=3, help="best of (3)")
     args = parser.parse_args()
     result = measure_on_dovecot(measure, args, OUT)
     print(f"| IMAP drain of {args.count:,} mails ({result['megabytes']} MB) | seconds | msgs/s |")
@@ -177,7 +191,7 @@ def main() -> int:
         f"| bare imapclient fetch ({args.batch}/batch) + stdlib parse | {result['bare_seconds']} "
         f"| {result['bare_per_s']:,} |"
     )
-    print(f"| ratio | | {result['ratio']:.2f} |")
+    print(f"| ratio (best of {args.rounds} rounds each) | | {result['ratio']:.2f} |")
     print(
         f"\n{result['requests']} requests opened; {result['moved_to_processed']} moved to "
         f"mailflow.processed, {result['left_in_inbox']} left in INBOX; {result['output']}; "

@@ -1,14 +1,16 @@
 """Benchmark: `mailflow ingest` of a realistic mix, next to bare stdlib parsing of the same files.
 
-    .venv/bin/python bench/ingest.py [--count 2000] [--seed 1]
+    .venv/bin/python bench/ingest.py [--count 2000] [--seed 1] [--rounds 3]
 
 Generates the mix of bench/mixgen.py (two thirds ISO-2022-JP from Japanese clients, one
 third English, 10 % with a 200 KB attachment) from contacts that people.yaml knows, runs
 `mailflow ingest DIR` on a fresh SQLite instance (accept → parse → classify → identify →
 route → plan → commit → render the confirmation and the director's mail), and, in the same
 run, the bare limit: ``email.message_from_bytes(policy=default)`` + ``get_body`` +
-``get_content`` + every attachment's ``get_content`` of the same bytes. Prints a markdown
-table and writes bench/out/ingest.json. Targets: ≥ 300 msgs/s end to end, ratio ≥ 1.0.
+``get_content`` + every attachment's ``get_content`` of the same bytes. The two take turns,
+``--rounds`` times each (a new instance each round), and the best round of each is
+compared. Prints a markdown table and writes bench/out/ingest.json. Targets: ≥ 300 msgs/s
+end to end, ratio ≥ 1.0.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ ROOT = HERE.parent
 sys.path[:0] = [str(ROOT), str(HERE)]
 
 from mixgen import generate  # noqa: E402
-from scratch import scratch  # noqa: E402
+from scratch import scratch, scratch_dir  # noqa: E402
 
 OUT = HERE / "out" / "ingest.json"
 MAILFLOW = [sys.executable, "-m", "mailflow"]
@@ -72,7 +74,7 @@ def new_instance(home: Path) -> None:
 
 
 def time_ingest(work: Path, mail_dir: Path, count: int) -> tuple[float, dict[str, Any]]:
-    home = work / "instance"
+    home = scratch_dir("instance-", work)
     new_instance(home)
     started = time.perf_counter()
     done = subprocess.run(
@@ -92,17 +94,29 @@ def time_ingest(work: Path, mail_dir: Path, count: int) -> tuple[float, dict[str
     return count / elapsed, facts
 
 
+def rounded(rates: list[float]) -> list[int]:
+    return [round(rate) for rate in rates]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=3, help="best of (3)")
     args = parser.parse_args()
+    stdlib_rates: list[float] = []
+    ours_rates: list[float] = []
     with scratch() as work:
         mail_dir = work / "mail"
         mail_dir.mkdir()
         mails = write_mix(mail_dir, args.count, args.seed)
-        stdlib = time_stdlib(mail_dir)
-        ours, facts = time_ingest(work, mail_dir, args.count)
+        # Side by side, in turns: the speed of a shared VM drifts from one minute to
+        # the next, so each side's best round is compared with the other's.
+        for _ in range(args.rounds):
+            stdlib_rates.append(time_stdlib(mail_dir))
+            rate, facts = time_ingest(work, mail_dir, args.count)
+            ours_rates.append(rate)
+    ours, stdlib = max(ours_rates), max(stdlib_rates)
     size = sum(len(m) for m in mails)
     result = {
         "messages": args.count,
@@ -110,6 +124,7 @@ def main() -> None:
         "ingest_per_s": round(ours),
         "stdlib_parse_per_s": round(stdlib),
         "ratio": round(ours / stdlib, 3),
+        "rounds": {"ingest_per_s": rounded(ours_rates), "stdlib_per_s": rounded(stdlib_rates)},
         **facts,
     }
     OUT.parent.mkdir(exist_ok=True)
@@ -118,7 +133,7 @@ def main() -> None:
     print("|---|---:|")
     print(f"| `mailflow ingest` end to end (SQLite) | {ours:,.0f} |")
     print(f"| bare stdlib parse (policy.default + body + attachments) | {stdlib:,.0f} |")
-    print(f"| ratio | {ours / stdlib:.2f} |")
+    print(f"| ratio (best of {args.rounds} rounds each) | {ours / stdlib:.2f} |")
     print(f"\n{facts['requests']} requests opened; {facts['output']}")
 
 

@@ -22,8 +22,9 @@ from pathlib import Path
 ROOT_VARIABLE = "MAILFLOW_BENCH_SCRATCH"
 
 
-def scratch_dir(prefix: str = "mailflow-bench-") -> Path:
-    return Path(tempfile.mkdtemp(prefix=prefix, dir=os.environ.get(ROOT_VARIABLE) or None))
+def scratch_dir(prefix: str = "mailflow-bench-", within: Path | None = None) -> Path:
+    root = within or os.environ.get(ROOT_VARIABLE) or None
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=root))
 
 
 def remove(*paths: Path) -> None:
