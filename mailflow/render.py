@@ -291,7 +291,24 @@ def _bytecode_cache(directory: Path | None) -> jinja2.BytecodeCache | None:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError:
         return None  # a read-only instance compiles in memory, as without a cache
-    return jinja2.FileSystemBytecodeCache(str(directory))
+    return _BytecodeCache(str(directory))
+
+
+class _BytecodeCache(jinja2.FileSystemBytecodeCache):
+    """A cache that cannot be read or written (a full disk, a folder made by another
+    user's `mailflow check`) only makes a start slower: it never fails a render."""
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        try:
+            super().load_bytecode(bucket)
+        except OSError:
+            bucket.reset()
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        try:
+            super().dump_bytecode(bucket)
+        except OSError:
+            pass
 
 
 def _autoescape(name: str | None) -> bool:

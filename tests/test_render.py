@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+import errno
 from pathlib import Path
 from typing import Any
 
+import jinja2.bccache
 import pytest
 
 from mailflow.model import Address, Notice
@@ -549,6 +551,23 @@ def test_a_cache_that_cannot_be_made_leaves_templates_compiled_in_memory(
     (tmp_path / "data").write_text("a file where the cache's folder would go")
     renderer = Renderer.default(cache_dir=tmp_path / "data" / "cache")
     assert "MF-0012" in render(renderer, "confirmation", "ja").subject
+
+
+def test_a_cache_that_cannot_be_written_or_read_never_fails_a_render(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(jinja2.bccache.tempfile, "NamedTemporaryFile", full)
+    cache = tmp_path / "cache"
+    assert "MF-0012" in render(Renderer.default(cache_dir=cache), "confirmation", "ja").subject
+    assert list(cache.iterdir()) == []
+
+    monkeypatch.undo()
+    render(Renderer.default(cache_dir=cache), "confirmation", "ja")  # fills the cache
+    monkeypatch.setattr(jinja2.bccache, "open", full, raising=False)
+    assert "MF-0012" in render(Renderer.default(cache_dir=cache), "confirmation", "ja").subject
 
 
 def test_html_part_is_optional(tmp_path: Path) -> None:
