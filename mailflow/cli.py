@@ -144,7 +144,7 @@ def init(ctx: click.Context, directory: Path | None, demo: bool, force: bool) ->
 def check(ctx: click.Context) -> None:
     """Validate mailflow.toml, people.yaml, rules.yaml and templates; exit 2 on any problem."""
     from mailflow.errors import Problem
-    from mailflow.instance import load_config
+    from mailflow.instance import load_config, template_cache
     from mailflow.render import Renderer
 
     home = _home(ctx)
@@ -154,7 +154,7 @@ def check(ctx: click.Context) -> None:
         # Compiling every template to check it also fills the cache the daemon loads from.
         renderer = Renderer.default(
             extra_dirs=(overrides,) if overrides.is_dir() else (),
-            cache_dir=config.settings.template_cache_dir,
+            bytecode_cache=template_cache(config.settings.template_cache_dir),
         )
         broken = renderer.check()
         if broken:

@@ -109,11 +109,11 @@ class Renderer:
         template_dirs: Sequence[Path | str],
         *,
         default_language: str = "ja",
-        cache_dir: Path | None = None,
+        bytecode_cache: jinja2.BytecodeCache | None = None,
     ):
         self.template_dirs = tuple(Path(d) for d in template_dirs)
         self.default_language = default_language
-        self.env = _build_environment(self.template_dirs, cache_dir)
+        self.env = _build_environment(self.template_dirs, bytecode_cache)
         self.names = frozenset(self.env.list_templates(extensions=["j2"]))
         self.languages = frozenset(name.split("/")[0] for name in self.names if "/" in name)
         # The compiled subject, text and HTML (or None) of each language and kind, so a
@@ -127,13 +127,13 @@ class Renderer:
         extra_dirs: Iterable[Path | str] = (),
         *,
         default_language: str = "ja",
-        cache_dir: Path | None = None,
+        bytecode_cache: jinja2.BytecodeCache | None = None,
     ) -> Renderer:
         """A renderer over ``extra_dirs`` (instance overrides) and then the repository
-        default; compiled templates are kept in ``cache_dir`` if given (see
-        :func:`_bytecode_cache`)."""
+        default; compiled templates are kept in ``bytecode_cache`` if given (the
+        instance's: ``instance.template_cache``)."""
         dirs = [*extra_dirs, default_template_dir()]
-        return cls(dirs, default_language=default_language, cache_dir=cache_dir)
+        return cls(dirs, default_language=default_language, bytecode_cache=bytecode_cache)
 
     def kinds(self, language: str) -> frozenset[str]:
         """The notice kinds ``language`` has a subject template for."""
@@ -252,7 +252,9 @@ class _Environment(jinja2.Environment):
         return {**self.globals, **(d or {})}
 
 
-def _build_environment(dirs: Sequence[Path], cache_dir: Path | None) -> jinja2.Environment:
+def _build_environment(
+    dirs: Sequence[Path], bytecode_cache: jinja2.BytecodeCache | None
+) -> jinja2.Environment:
     env = _Environment(
         loader=jinja2.FileSystemLoader([str(d) for d in dirs]),
         undefined=jinja2.StrictUndefined,
@@ -263,7 +265,7 @@ def _build_environment(dirs: Sequence[Path], cache_dir: Path | None) -> jinja2.E
         # Templates are loaded once; a reload (SIGHUP) builds a new Renderer.
         auto_reload=False,
         cache_size=-1,
-        bytecode_cache=_bytecode_cache(cache_dir),
+        bytecode_cache=bytecode_cache,
     )
     env.filters.update(
         excerpt=excerpt,
@@ -278,37 +280,6 @@ def _build_environment(dirs: Sequence[Path], cache_dir: Path | None) -> jinja2.E
         one_line=one_line,
     )
     return env
-
-
-def _bytecode_cache(directory: Path | None) -> jinja2.BytecodeCache | None:
-    """Compiled templates on disk (``data/cache/templates``): compiling one costs ~6 ms,
-    loading it ~0.2 ms, and every process (each crew worker, each command) would compile
-    the templates it uses again. An entry is used only while its source is unchanged
-    (Jinja compares a checksum) and is written whole (temporary file, then rename)."""
-    if directory is None:
-        return None
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return None  # a read-only instance compiles in memory, as without a cache
-    return _BytecodeCache(str(directory))
-
-
-class _BytecodeCache(jinja2.FileSystemBytecodeCache):
-    """A cache that cannot be read or written (a full disk, a folder made by another
-    user's `mailflow check`) only makes a start slower: it never fails a render."""
-
-    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-        try:
-            super().load_bytecode(bucket)
-        except OSError:
-            bucket.reset()
-
-    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-        try:
-            super().dump_bytecode(bucket)
-        except OSError:
-            pass
 
 
 def _autoescape(name: str | None) -> bool:

@@ -23,7 +23,7 @@ from types import FrameType
 from typing import Any, BinaryIO
 
 from mailflow.errors import StoreError
-from mailflow.instance import Config, load_config
+from mailflow.instance import Config, load_config, template_cache
 from mailflow.outbox import FlushReport, OutboxSender, make_transport
 from mailflow.pipeline import Desk, Processed
 from mailflow.render import Renderer
@@ -121,7 +121,7 @@ class Service:
         overrides = self.home / "templates"
         return Renderer.default(
             extra_dirs=(overrides,) if overrides.is_dir() else (),
-            cache_dir=self.config.settings.template_cache_dir,
+            bytecode_cache=template_cache(self.config.settings.template_cache_dir),
         )
 
     # -- one round --------------------------------------------------------------------

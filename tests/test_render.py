@@ -10,6 +10,7 @@ from typing import Any
 import jinja2.bccache
 import pytest
 
+from mailflow.instance import template_cache
 from mailflow.model import Address, Notice
 from mailflow.render import MissingTemplateError, Renderer, default_template_dir
 
@@ -530,18 +531,18 @@ def test_instance_templates_override_the_default(tmp_path: Path) -> None:
 def test_compiled_templates_are_kept_until_their_source_changes(tmp_path: Path) -> None:
     overrides, cache = tmp_path / "templates", tmp_path / "data" / "cache" / "templates"
     write(overrides, "ja/confirmation.subject.j2", "[{{ ref }}] 一度目\n")
-    first = Renderer.default([overrides], cache_dir=cache)
+    first = Renderer.default([overrides], bytecode_cache=template_cache(cache))
     assert render(first, "confirmation", "ja").subject == "[MF-0012] 一度目"
     kept = {path.name: path.read_bytes() for path in cache.iterdir()}
     assert kept, "compiled templates are written to the cache"
     assert not [name for name in kept if name.endswith(".tmp")]
 
-    again = Renderer.default([overrides], cache_dir=cache)
+    again = Renderer.default([overrides], bytecode_cache=template_cache(cache))
     assert render(again, "confirmation", "ja").subject == "[MF-0012] 一度目"
     assert {path.name: path.read_bytes() for path in cache.iterdir()} == kept
 
     write(overrides, "ja/confirmation.subject.j2", "[{{ ref }}] 二度目\n")
-    changed = Renderer.default([overrides], cache_dir=cache)
+    changed = Renderer.default([overrides], bytecode_cache=template_cache(cache))
     assert render(changed, "confirmation", "ja").subject == "[MF-0012] 二度目"
 
 
@@ -549,7 +550,7 @@ def test_a_cache_that_cannot_be_made_leaves_templates_compiled_in_memory(
     tmp_path: Path,
 ) -> None:
     (tmp_path / "data").write_text("a file where the cache's folder would go")
-    renderer = Renderer.default(cache_dir=tmp_path / "data" / "cache")
+    renderer = Renderer.default(bytecode_cache=template_cache(tmp_path / "data" / "cache"))
     assert "MF-0012" in render(renderer, "confirmation", "ja").subject
 
 
@@ -561,13 +562,25 @@ def test_a_cache_that_cannot_be_written_or_read_never_fails_a_render(
 
     monkeypatch.setattr(jinja2.bccache.tempfile, "NamedTemporaryFile", full)
     cache = tmp_path / "cache"
-    assert "MF-0012" in render(Renderer.default(cache_dir=cache), "confirmation", "ja").subject
+    assert (
+        "MF-0012"
+        in render(
+            Renderer.default(bytecode_cache=template_cache(cache)), "confirmation", "ja"
+        ).subject
+    )
     assert list(cache.iterdir()) == []
 
     monkeypatch.undo()
-    render(Renderer.default(cache_dir=cache), "confirmation", "ja")  # fills the cache
+    render(
+        Renderer.default(bytecode_cache=template_cache(cache)), "confirmation", "ja"
+    )  # fills the cache
     monkeypatch.setattr(jinja2.bccache, "open", full, raising=False)
-    assert "MF-0012" in render(Renderer.default(cache_dir=cache), "confirmation", "ja").subject
+    assert (
+        "MF-0012"
+        in render(
+            Renderer.default(bytecode_cache=template_cache(cache)), "confirmation", "ja"
+        ).subject
+    )
 
 
 def test_html_part_is_optional(tmp_path: Path) -> None:
