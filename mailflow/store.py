@@ -144,6 +144,15 @@ class FileRecord(BaseModel):
     inline = pw.BooleanField(default=False)
 
 
+# (columns, unique) of the outbox's look-up indexes: the limits per recipient
+# (Store.automatic_mail_counts, sent_kind_to), per cause (caused_counts), and what is due.
+OUTBOX_INDEXES = (
+    (("recipient", "automatic", "created_at", "kind"), False),
+    (("cause", "created_at"), False),
+    (("state", "next_attempt_at"), False),
+)
+
+
 class OutboxItem(BaseModel):
     id = pw.AutoField()
     kind = pw.CharField()
@@ -157,7 +166,7 @@ class OutboxItem(BaseModel):
     content = pw.BlobField()  # the composed message; fixed when the row is written
     attachments = pw.TextField(default="[]")
     # pending → sent | failed
-    state = pw.CharField(default="pending", index=True)
+    state = pw.CharField(default="pending")
     attempts = pw.IntegerField(default=0)
     next_attempt_at = pw.DateTimeField()
     last_error = pw.TextField(default="")
@@ -167,10 +176,16 @@ class OutboxItem(BaseModel):
     # Notices written by the desk on its own (not relayed words of a person) count
     # against the per-recipient limits on automatic mail.
     automatic = pw.BooleanField(default=True)
-    # The first recipient, indexed: the per-recipient limits look mail up by it.
-    recipient = pw.CharField(default="", index=True)
+    # The first recipient: the per-recipient limits look mail up by it.
+    recipient = pw.CharField(default="")
     # The outside sender whose mail caused this one ("" for staff and scheduled work).
-    cause = pw.CharField(default="", index=True)
+    cause = pw.CharField(default="")
+
+    class Meta:
+        # The limits and the sender read these columns for every mail, and in a row they
+        # come after ``content``: SQLite reaches them only through the letter's overflow
+        # pages. Each index holds all a look-up needs, so the rows are never read.
+        indexes = OUTBOX_INDEXES
 
 
 class TimeEntry(BaseModel):
@@ -291,6 +306,19 @@ def _add_ref_counter(database: pw.Database) -> None:
     RefCounter.insert(name="request", value=highest).on_conflict_ignore().execute()
 
 
+def _outbox_covering_indexes(database: pw.Database) -> None:
+    """The single-column indexes on recipient, cause and state give way to the
+    covering ones of OUTBOX_INDEXES."""
+    for column in ("recipient", "cause", "state"):
+        database.execute_sql(f"DROP INDEX IF EXISTS outbox_item_{column}")  # type: ignore[no-untyped-call]
+    for columns, unique in OUTBOX_INDEXES:
+        name = "_".join(("outbox_item", *columns))
+        database.execute_sql(  # type: ignore[no-untyped-call]
+            f"CREATE {'UNIQUE ' if unique else ''}INDEX IF NOT EXISTS {name}"
+            f" ON outbox_item ({', '.join(columns)})"
+        )
+
+
 # Each migration is a name and a function of the database; applied once, in order, and
 # recorded in the ledger. Each is harmless on a schema that already has its change: the
 # first creates today's tables on a fresh database.
@@ -303,6 +331,7 @@ MIGRATIONS: tuple[tuple[str, Any], ...] = (
     ("0006_ref_counter", lambda database: _add_ref_counter(database)),
     ("0007_outbox_cause", lambda database: _add_column(database, OutboxItem.cause)),
     ("0008_ref_sequence", lambda database: _add_ref_sequence(database)),
+    ("0009_outbox_covering_indexes", lambda database: _outbox_covering_indexes(database)),
 )
 
 

@@ -142,7 +142,7 @@ def test_refs_are_reserved_once_and_never_reused(store: Store) -> None:
 
 def test_migrations_upgrade_an_older_schema(database_url: str, tmp_path: Path) -> None:
     """A database made before columns were added gets them, once, with data kept."""
-    from mailflow.store import MIGRATIONS, Migration, OutboxItem
+    from mailflow.store import MIGRATIONS, OUTBOX_INDEXES, Migration, OutboxItem
 
     store = Store(database_url, tmp_path / "data").open()
     with store.transaction():
@@ -161,8 +161,10 @@ def test_migrations_upgrade_an_older_schema(database_url: str, tmp_path: Path) -
                 inbox_id=None,
             )
         )
-    for index in ("outbox_item_cause", "outbox_item_recipient"):
-        store.database.execute_sql(f"DROP INDEX IF EXISTS {index}")
+    # The schema of before 0009: single-column indexes instead of the covering ones.
+    for columns, _ in OUTBOX_INDEXES:
+        store.database.execute_sql(f"DROP INDEX {'_'.join(('outbox_item', *columns))}")
+    store.database.execute_sql("CREATE INDEX outbox_item_state ON outbox_item (state)")
     for table, column in (
         ("outbox_item", "cause"),
         ("outbox_item", "recipient"),
@@ -179,6 +181,9 @@ def test_migrations_upgrade_an_older_schema(database_url: str, tmp_path: Path) -
         row = OutboxItem.get(OutboxItem.message_id == "<mf.old@x>")
         assert row.recipient == "a@x.example" and row.cause == ""
         assert upgraded.reserve_ref(lambda n: f"MF-{n:04d}") == "MF-0001"
+        indexes = upgraded.database.get_indexes("outbox_item")
+        indexed = {tuple(index.columns) for index in indexes} - {("id",)}  # (PostgreSQL's key)
+        assert indexed == {("request_ref",), ("message_id",)} | {c for c, _ in OUTBOX_INDEXES}
     finally:
         upgraded.close()
 
