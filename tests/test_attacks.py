@@ -90,9 +90,9 @@ def _assert_contained(home: Path, before: set[Path]) -> None:
 
 def _outgoing(desk: Desk) -> list[tuple[dict[str, Any], bytes]]:
     """Every outbox row with the exact bytes the relay would get."""
-    from mailflow.store import OutboxItem
+    from mailflow.store import OutboxLetter
 
-    contents = {row.id: bytes(row.content) for row in OutboxItem.select()}
+    contents = {row.id: bytes(row.content) for row in OutboxLetter.select()}
     return [(row, contents[row["id"]]) for row in desk.service.store.list_outbox()]
 
 

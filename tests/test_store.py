@@ -172,6 +172,14 @@ def test_migrations_upgrade_an_older_schema(database_url: str, tmp_path: Path) -
         ("request", "data"),
     ):
         store.database.execute_sql(f"ALTER TABLE {table} DROP COLUMN {column}")
+    # Before 0010 each row held its letter.
+    blob = "BLOB" if store.is_sqlite else "BYTEA"
+    store.database.execute_sql(f"ALTER TABLE outbox_item ADD COLUMN content {blob}")
+    store.database.execute_sql(
+        "UPDATE outbox_item SET content = (SELECT content FROM outbox_letter"
+        " WHERE outbox_letter.id = outbox_item.id)"
+    )
+    store.database.execute_sql("DROP TABLE outbox_letter")
     Migration.delete().where(Migration.name != MIGRATIONS[0][0]).execute()
     store.close()
 
@@ -180,6 +188,9 @@ def test_migrations_upgrade_an_older_schema(database_url: str, tmp_path: Path) -
         assert upgraded.migrate() == []
         row = OutboxItem.get(OutboxItem.message_id == "<mf.old@x>")
         assert row.recipient == "a@x.example" and row.cause == ""
+        (due,) = upgraded.due_outbox(utcnow())
+        assert due.raw == b"r" and due.recipients == ("a@x.example",)
+        assert "content" not in {c.name for c in upgraded.database.get_columns("outbox_item")}
         assert upgraded.reserve_ref(lambda n: f"MF-{n:04d}") == "MF-0001"
         indexes = upgraded.database.get_indexes("outbox_item")
         indexed = {tuple(index.columns) for index in indexes} - {("id",)}  # (PostgreSQL's key)
