@@ -59,19 +59,20 @@ class MaildirSink:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.written: list[Path] = []
+        # Maildir names are unique per host: the host part is the same for every file.
+        self._host = socket.gethostname().replace("/", "_")
         for sub in ("tmp", "new", "cur"):
             (root / sub).mkdir(parents=True, exist_ok=True)
 
     def send(self, row: OutboxRow) -> None:
-        name = f"mailflow-{row.id:08d}.{socket.gethostname().replace('/', '_')}"
-        temporary = self.root / "tmp" / name
+        name = f"mailflow-{row.id:08d}.{self._host}"
+        temporary, final = self.root / "tmp" / name, self.root / "new" / name
         try:
-            with open(temporary, "wb") as handle:
-                handle.write(row.raw)
-            os.replace(temporary, self.root / "new" / name)
+            _write_file(temporary, row.raw)
+            os.replace(temporary, final)
         except OSError as exc:
             raise TransientDeliveryError(f"cannot write {self.root}: {exc}") from exc
-        self.written.append(self.root / "new" / name)
+        self.written.append(final)
 
     def settle(self) -> None:
         """One durable flush for a batch: until the rows are marked sent, a crash only
@@ -85,6 +86,18 @@ class MaildirSink:
 
     def close(self) -> None:
         pass
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """``path`` created or emptied, holding ``data`` (a letter for every outbox row: the
+    descriptor calls spare ``open``'s buffered file object)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(descriptor, view) :]
+    finally:
+        os.close(descriptor)
 
 
 @dataclass
