@@ -216,22 +216,28 @@ class Desk:
         started = time.perf_counter()
         done: list[Processed] = []
         planned: list[tuple[PendingItem, Planned]] = []
+        # Each mail's files are written and synced by a thread from the moment it is
+        # planned, while the others are planned and the letters rendered. The letters are
+        # rendered together, after the planning: each step then runs on warm caches, and
+        # the refs for the group's new requests are reserved at once.
+        keeping: list[Callable[[], object]] = []
         for item in items:
             if stop is not None and stop.is_set():
                 break
+            mail_plan: Planned | None = None
             with self._failing(item, done):
-                planned.append((item, self._plan(item)))
-        # The group's files are written and synced by a thread while the letters are
-        # rendered. The letters are rendered together, after the planning: each step then
-        # runs on warm caches, and the refs for the group's new requests are reserved at once.
-        files_kept = self._keep_files_meanwhile([mail_plan for _, mail_plan in planned])
+                mail_plan = self._plan(item)
+            if mail_plan is not None:
+                planned.append((item, mail_plan))
+                keeping.append(self._keep_files_meanwhile(mail_plan.files_to_keep))
         opening = sum(1 for _, mail_plan in planned if mail_plan.outcome.new_request is not None)
         ready: list[tuple[PendingItem, Worked]] = []
         for item, mail_plan in planned:
             with self._failing(item, done):
                 ready.append((item, self._prepared(mail_plan, refs_ahead=opening)))
             opening -= mail_plan.outcome.new_request is not None
-        files_kept()  # a file system that failed stops the group: all stay accepted
+        for files_kept in keeping:
+            files_kept()  # a file system that failed stops the group: all stay accepted
         together = self.store.transaction() if len(ready) > 1 else contextlib.nullcontext()
         with together:
             for item, worked in ready:
@@ -292,10 +298,9 @@ class Desk:
         self.store.keep_files(planned.files_to_keep)
         return self._prepared(planned)
 
-    def _keep_files_meanwhile(self, planned: Sequence[Planned]) -> Callable[[], object]:
-        """Start keeping the files of a group in this process's file thread (writes and
-        fsyncs let go of the GIL); the function returned waits and raises what it raised."""
-        files = [file for mail_plan in planned for file in mail_plan.files_to_keep]
+    def _keep_files_meanwhile(self, files: Sequence[Attachment]) -> Callable[[], object]:
+        """Start keeping ``files`` in this process's file thread (writes and fsyncs let go
+        of the GIL); the function returned waits and raises what keeping raised."""
         if not files:
             return lambda: None
         return self._file_thread().submit(self.store.keep_files, files).result
