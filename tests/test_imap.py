@@ -136,6 +136,28 @@ def test_the_first_batches_of_a_drain_grow_to_the_batch_size(
     source.close()
 
 
+def test_the_first_batch_is_fetched_before_the_sizes_of_the_rest(
+    dovecot: Dovecot, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What processes the mail waits for the first batch alone, not for every size."""
+    settings = mailbox(dovecot)
+    dovecot.append_many(settings.username, "INBOX", mails(15))
+    source = ImapSource(settings, tuning=replace(FAST, batch_size=8, first_batch=2))
+    client = source.connect()
+    asked: list[tuple[int, str]] = []
+    fetch = client.fetch
+
+    def recording(uids: list[int], items: list[str | bytes]) -> Any:
+        names = (item.decode() if isinstance(item, bytes) else item for item in items)
+        asked.append((len(uids), " ".join(names)))
+        return fetch(uids, items)
+
+    monkeypatch.setattr(client, "fetch", recording)
+    assert source.drain(store.accept_many) == 15
+    assert asked[:3] == [(2, "RFC822.SIZE"), (2, "BODY.PEEK[]"), (13, "RFC822.SIZE")]
+    source.close()
+
+
 def test_a_failed_accept_moves_and_flags_nothing(dovecot: Dovecot, store: Store) -> None:
     settings = mailbox(dovecot)
     user = settings.username

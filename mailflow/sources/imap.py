@@ -322,8 +322,12 @@ class ImapSource:
         (doubling up to ``batch_size``), so that what processes the mail starts sooner."""
         tuning = self.tuning
         count = min(tuning.first_batch, tuning.batch_size) or tuning.batch_size
-        for start in range(0, len(uids), tuning.size_chunk):
-            chunk = uids[start : start + tuning.size_chunk]
+        # The sizes of the first batch are asked for alone: its fetch, which the workers
+        # are waiting for, need not wait for the sizes of thousands.
+        start, asking = 0, count
+        while start < len(uids):
+            chunk = uids[start : start + asking]
+            start, asking = start + len(chunk), tuning.size_chunk
             sizes = client.fetch(chunk, [_SIZE])
             batch: list[int] = []
             total = 0
@@ -337,6 +341,7 @@ class ImapSource:
                 total += size
             if batch:
                 yield batch
+                count = min(count * 2, tuning.batch_size)
 
     def _take(
         self,
