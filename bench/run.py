@@ -28,7 +28,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from scratch import ROOT_VARIABLE  # noqa: E402
+from scratch import ROOT_VARIABLE, SETTLED_VARIABLE, settle  # noqa: E402
 
 OUT = HERE / "out"
 REPORT = OUT / "REPORT.md"
@@ -322,7 +322,8 @@ def main() -> int:
     # One scratch root for all, removed after the last benchmark (why: bench/scratch.py).
     root = tempfile.mkdtemp(prefix="mfb-")
     os.chmod(root, 0o755)  # Dovecot's unprivileged processes reach their files through it
-    env = {**os.environ, ROOT_VARIABLE: root, "TMPDIR": root}
+    settle()  # (why: bench/scratch.py)
+    env = {**os.environ, ROOT_VARIABLE: root, "TMPDIR": root, SETTLED_VARIABLE: "1"}
     try:
         for name in names:
             default, quick = BENCHMARKS[name]

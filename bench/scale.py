@@ -46,7 +46,7 @@ sys.path[:0] = [str(ROOT), str(HERE), str(ROOT / "tests")]
 
 import mixgen  # noqa: E402
 from imap_drain import MAILFLOW, delta_mix, mailflow, make_instance  # noqa: E402
-from scratch import remove, scratch_dir  # noqa: E402
+from scratch import remove, scratch_dir, settle  # noqa: E402
 
 OUT = HERE / "out" / "scale.json"
 DEFAULT_PG = "postgresql://postgres@127.0.0.1:5432/test"
@@ -479,6 +479,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="(b) digest previews (3)")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
+    settle()  # files created right after many were removed cost ~20× more
     scale = 10 if args.quick else 1
     args.backlog = args.backlog or 20_000 // scale
     args.open_requests = args.open_requests or 10_000 // scale
