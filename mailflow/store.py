@@ -1373,13 +1373,16 @@ class Store:
             OutboxItem.update(next_attempt_at=_naive(now + OUTBOX_LEASE)).where(
                 OutboxItem.id.in_(ids)
             ).execute()
-            # Only what sending needs, as tuples: model objects cost more than the query.
-            query = (
-                OutboxItem.select(*_SENDING)
-                .join(OutboxLetter, on=OutboxLetter.id == OutboxItem.id)
-                .where(OutboxItem.id.in_(ids))
-            )
-            rows: list[tuple[Any, ...]] = list(query.order_by(OutboxItem.id).tuples())  # type: ignore[arg-type]
+        # The claimed rows are ours for the lease and their letters never change: they are
+        # read after the commit, so the write lock (which a crew's workers wait for) is not
+        # held while a hundred letters are read.
+        query = (
+            OutboxItem.select(*_SENDING)
+            .join(OutboxLetter, on=OutboxLetter.id == OutboxItem.id)
+            .where(OutboxItem.id.in_(ids))
+        )
+        # Only what sending needs, as tuples: model objects cost more than the query.
+        rows: list[tuple[Any, ...]] = list(query.order_by(OutboxItem.id).tuples())  # type: ignore[arg-type]
         return [_outbox_row(row, now) for row in rows]
 
     def mark_sent(self, *outbox_ids: int) -> None:
