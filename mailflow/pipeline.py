@@ -24,6 +24,7 @@ from typing import Any
 
 from mailflow import ratelimit
 from mailflow import threading as mfthreading
+from mailflow.asked import read_format
 from mailflow.assign import MemberLoad
 from mailflow.auth import AuthResult, authenticate
 from mailflow.calendar_jp import BusinessCalendar
@@ -62,6 +63,12 @@ from mailflow.workflow import delivery_failed, plan, quarantine_notice
 log = logging.getLogger("mailflow")
 
 Clock = Callable[[], datetime]
+# What Desk.warm_up reads: Japanese text in ISO-2022-JP, as most clients' mail comes.
+_REHEARSAL_TEXT = "Excel形式でお願いします。12月3日までにご確認ください。"
+_REHEARSAL_MAIL = (
+    "From: rehearsal@example.com\r\nSubject: =?ISO-2022-JP?B?GyRCJDMkcyRLJEEkTxsoQg==?=\r\n"
+    'Content-Type: text/plain; charset="ISO-2022-JP"\r\n\r\n'
+).encode("ascii") + _REHEARSAL_TEXT.encode("iso-2022-jp")
 # One outgoing mail, rendered and composed, waiting to be written to the outbox.
 Letter = tuple[Notice, OutboxDraft]
 # The ref of the mail's request (reserved when new) and its outgoing mails.
@@ -200,6 +207,27 @@ class Desk:
             if result is not None:
                 done.append(result)
         return done
+
+    def warm_up(self) -> None:
+        """Build now what the first mails would otherwise build on the way: the rules'
+        keyword patterns, the ISO-2022-JP tables, the format words. (Not the templates:
+        loading every kind costs more than the few a first mail needs, and compiling
+        them all, with no bytecode cache yet, about a second.)
+
+        A crew's worker does this while it has no mail yet (its first group took ~120 ms
+        instead of ~45), the daemon before it takes mail.
+        """
+        rules = self.config.rules
+        steps: tuple[Callable[[], object], ...] = (
+            lambda: rules.skill_index,
+            lambda: read_format(_REHEARSAL_TEXT, rules.formats),
+            lambda: parse_mail(_REHEARSAL_MAIL),
+        )
+        for step in steps:
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001 - a mail that needs it will say why
+                log.warning("warm-up: %s: %s", type(exc).__name__, exc)
 
     def process(self, item: PendingItem) -> Processed | None:
         done = self.process_group([item])
@@ -785,6 +813,10 @@ class Crew:
     def _work(self, report: Any) -> None:
         store = self.desk.store
         store.leave_checkpoints_to_others()
+        if self._queue.empty():
+            # Nothing to do yet (an IMAP drain is still logging in): build now what the
+            # first mails would otherwise build while they wait.
+            self.desk.warm_up()
         done: list[Processed] = []
         try:
             for group in self._handed_out():

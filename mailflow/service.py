@@ -180,6 +180,7 @@ class Service:
 
     def run(self, poll_seconds: float = 30.0) -> None:
         self._install_signals()
+        self.desk.warm_up()
         self._start_listeners()
         self.imap.start(self.store.accept_many, self.wake, self._stop)
         watchdog = watchdog_interval()

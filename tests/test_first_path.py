@@ -384,3 +384,14 @@ def test_a_crew_left_by_an_error_leaves_the_rest_accepted_for_the_next_run(
     assert sorted(result.state for result in crew.processed) == ["done"] * 3
     assert subjects == ["先 0", "先 1", "先 2"]
     assert pending == 2
+
+
+
+def test_warm_up_builds_what_the_first_mail_would(service: Service) -> None:
+    """What a crew's workers build while they wait for their first mail."""
+    from mailflow.parse.charsets import _pair_table
+
+    _pair_table.cache_clear()
+    service.desk.warm_up()
+    assert "skill_index" in vars(service.desk.config.rules)
+    assert _pair_table.cache_info().currsize == 1
