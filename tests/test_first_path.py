@@ -386,7 +386,6 @@ def test_a_crew_left_by_an_error_leaves_the_rest_accepted_for_the_next_run(
     assert pending == 2
 
 
-
 def test_warm_up_builds_what_the_first_mail_would(service: Service) -> None:
     """What a crew's workers build while they wait for their first mail."""
     from mailflow.parse.charsets import _pair_table
