@@ -20,7 +20,8 @@ _PARSER = Parser(policy=compat32)
 def _state(msg: Message) -> tuple[object, ...]:
     return (
         list(msg.raw_items()),
-        msg.get_payload(),
+        # The raw payload: get_payload() decodes 8-bit text, which could hide a difference.
+        msg._payload,  # type: ignore[attr-defined]
         [(type(d), str(d)) for d in msg.defects],
         msg.get_unixfrom(),
         msg.preamble,
