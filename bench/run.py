@@ -95,7 +95,17 @@ def ingest_rows(data: dict[str, Any]) -> list[Row]:
         ),
         check("bare stdlib parse", data["stdlib_parse_per_s"], " /s", None),
         check("ratio", data["ratio"], "×", 1.0, at_least),
+        *round_rows(data, "ingest_per_s", "stdlib_per_s", " /s"),
     ]
+
+
+def round_rows(data: dict[str, Any], ours: str, bare: str, unit: str) -> list[Row]:
+    """Each side's rounds, in the order they ran (the best of each is compared above)."""
+    rounds = data.get("rounds")
+    if not rounds:
+        return []
+    shown = [", ".join(f"{value:,}" for value in rounds[key]) + unit for key in (ours, bare)]
+    return [("rounds: mailflow", shown[0], "", None), ("rounds: bare", shown[1], "", None)]
 
 
 def imap_drain_rows(data: dict[str, Any]) -> list[Row]:
@@ -108,6 +118,7 @@ def imap_drain_rows(data: dict[str, Any]) -> list[Row]:
         ),
         check("bare imapclient fetch + stdlib parse", data["bare_per_s"], " /s", None),
         check("ratio", data["ratio"], "×", 1.0, at_least),
+        *round_rows(data, "mailflow_seconds", "bare_seconds", " s"),
         check("requests opened", data["requests"], "", data["messages"], at_least),
         check("left in INBOX", data["left_in_inbox"], "", 0, at_most),
     ]
