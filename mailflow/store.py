@@ -322,12 +322,8 @@ def _outbox_covering_indexes(database: pw.Database) -> None:
     covering ones of OUTBOX_INDEXES."""
     for column in ("recipient", "cause", "state"):
         database.execute_sql(f"DROP INDEX IF EXISTS outbox_item_{column}")  # type: ignore[no-untyped-call]
-    for columns, unique in OUTBOX_INDEXES:
-        name = "_".join(("outbox_item", *columns))
-        database.execute_sql(  # type: ignore[no-untyped-call]
-            f"CREATE {'UNIQUE ' if unique else ''}INDEX IF NOT EXISTS {name}"
-            f" ON outbox_item ({', '.join(columns)})"
-        )
+    # The model's indexes, named and made as create_tables makes them.
+    OutboxItem._schema.create_indexes(safe=True)  # type: ignore[attr-defined]
 
 
 def _outbox_letters_apart(database: pw.Database) -> None:
