@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mailflow.model import ParsedMail
+from mailflow.phrases import Phrase, phrase
 from mailflow.threading import verify_reply_address
 
 _COMMENT = re.compile(r"\([^()]*\)")
@@ -22,7 +23,11 @@ _COMMENT = re.compile(r"\([^()]*\)")
 @dataclass(frozen=True)
 class AuthResult:
     ok: bool
-    reason: str
+    why: Phrase
+
+    @property
+    def reason(self) -> str:
+        return self.why.text
 
 
 def authenticate(
@@ -36,7 +41,7 @@ def authenticate(
 ) -> AuthResult:
     signed = _signed_for(mail, sender, desk_address, secret, ref)
     if signed:
-        return AuthResult(True, f"replied to the address signed for {sender} ({signed})")
+        return AuthResult(True, phrase("signed_reply", sender=sender, ref=signed))
     return _authentication_results(mail, sender, {i.lower() for i in trusted_authserv_ids})
 
 
@@ -53,21 +58,19 @@ def _signed_for(
 def _authentication_results(mail: ParsedMail, sender: str, trusted: set[str]) -> AuthResult:
     headers = mail.header_all("authentication-results")
     if not headers:
-        return AuthResult(False, "no signed reply address and no Authentication-Results")
+        return AuthResult(False, phrase("no_proof"))
     authserv_id, results = parse_authentication_results(headers[0])
     if authserv_id not in trusted:
-        return AuthResult(
-            False, f"the topmost Authentication-Results is from untrusted '{authserv_id}'"
-        )
+        return AuthResult(False, phrase("untrusted_authserv", authserv_id=authserv_id))
     domain = sender.rpartition("@")[2].lower()
     for method, result, properties in results:
         # DMARC vouches for the domain it evaluated: a pass for another From (a second
         # From header, a look-alike domain) says nothing about this sender.
         if method == "dmarc" and result == "pass" and _dmarc_for(properties, domain):
-            return AuthResult(True, f"dmarc=pass by {authserv_id}")
+            return AuthResult(True, phrase("dmarc_pass", authserv_id=authserv_id))
         if method == "dkim" and result == "pass" and _aligned(properties, domain):
-            return AuthResult(True, f"dkim=pass for {domain} by {authserv_id}")
-    return AuthResult(False, f"{authserv_id} reports no dmarc or aligned dkim pass")
+            return AuthResult(True, phrase("dkim_pass", domain=domain, authserv_id=authserv_id))
+    return AuthResult(False, phrase("no_pass", authserv_id=authserv_id))
 
 
 def _dmarc_for(properties: dict[str, str], domain: str) -> bool:

@@ -24,6 +24,7 @@ from mailflow.model import (
     ServiceModel,
     State,
 )
+from mailflow.phrases import Phrase, phrase
 from mailflow.precheck import pre_checks
 from mailflow.situation import RequestView, Situation
 from mailflow.skills import KeywordSet, normalize
@@ -81,32 +82,25 @@ def _plain_staff_mail(step: Step, block: CommandBlock) -> None:
     elif step.view.data.get("member_question"):
         _record(step, "(answer to the member)", lambda: _answer_member(step, text))
     else:
-        step.refused.append(
-            {
-                "command": "(no command)",
-                "why": "no #command at the top of the mail; nothing was changed",
-            }
-        )
+        step.refused.append(phrase("no_command").refused("(no command)"))
 
 
-def _record(step: Step, line: str, action: Callable[[], str]) -> None:
+def _record(step: Step, line: str, action: Callable[[], Phrase]) -> None:
     try:
-        step.applied.append({"command": line, "result": action()})
+        step.applied.append(action().done(line))
     except Refusal as refusal:
-        step.refused.append({"command": line, "why": str(refusal)})
+        step.refused.append(refusal.phrase.refused(line))
 
 
 def apply_command(step: Step, command: Command, block: CommandBlock) -> None:
     handler = HANDLERS.get(command.name)
     if handler is None:
-        step.refused.append(
-            {"command": command.line, "why": f"unknown command; known: {known_commands()}"}
-        )
+        step.refused.append(phrase("unknown_command", known=known_commands()).refused(command.line))
         return
     _record(step, command.line, lambda: handler(step, command, block))
 
 
-def _assign(step: Step, command: Command, block: CommandBlock) -> str:
+def _assign(step: Step, command: Command, block: CommandBlock) -> Phrase:
     step.check("assign")
     member = _member_named(step, command.argument)
     previous = step.view.assignee
@@ -114,8 +108,11 @@ def _assign(step: Step, command: Command, block: CommandBlock) -> str:
     step.move("assign", member=member.id, previous=previous)
     missing = [skill for skill in step.view.skills if skill not in member.skills]
     step.notify_staff("assignment", member.id)
-    note = f" (lacks {', '.join(missing)})" if missing else ""
-    return f"assigned to {member.name} ({member.id}){note}"
+    if missing:
+        return phrase(
+            "assigned_lacking", member=member.name, member_id=member.id, missing=", ".join(missing)
+        )
+    return phrase("assigned", member=member.name, member_id=member.id)
 
 
 def _member_named(step: Step, argument: str) -> Member:
@@ -130,31 +127,28 @@ def _member_named(step: Step, argument: str) -> Member:
         None,
     )
     if found is None:
-        raise Refusal(f"no member '{argument}'; members: {', '.join(members)}")
+        raise Refusal("no_member", wanted=argument, members=", ".join(members))
     return found
 
 
-def _due(step: Step, command: Command, block: CommandBlock) -> str:
+def _due(step: Step, command: Command, block: CommandBlock) -> Phrase:
     step.check("due")
     if step.actor.role is Role.MEMBER and step.view.model is not ServiceModel.DIRECT:
-        raise Refusal("in the director model the director sets the deadline")
+        raise Refusal("director_sets_due")
     situation = step.situation
     due = read_due_argument(command.argument, situation.now, situation.tz, situation.calendar)
     if due is None:
-        raise Refusal(
-            f"cannot read the date '{command.argument}'; write e.g. 2026-12-03, "
-            "12/3, 明日, 来週金曜 or 3営業日"
-        )
+        raise Refusal("unreadable_date", argument=command.argument)
     step.set(due=due)
     step.move("due", due=due.isoformat())
-    return f"deadline set to {due.strftime('%Y-%m-%d %H:%M')}"
+    return phrase("due_set", due=due.strftime("%Y-%m-%d %H:%M"))
 
 
-def _approve(step: Step, command: Command, block: CommandBlock) -> str:
+def _approve(step: Step, command: Command, block: CommandBlock) -> Phrase:
     step.check("approve")
     pending = step.view.data.get("pending_delivery")
     if not pending:
-        raise Refusal("there is no pending delivery to approve")
+        raise Refusal("nothing_to_approve")
     files = tuple(FileRef(**f) for f in pending.get("files", []))
     step.move("approve", note=command.argument)
     step.set_data(pending_delivery=None, delivered=pending)
@@ -167,13 +161,13 @@ def _approve(step: Step, command: Command, block: CommandBlock) -> str:
             "files": [{"filename": f.filename, "size": f.size} for f in files],
         },
     )
-    return f"delivery with {len(files)} file(s) sent to the client"
+    return phrase("approved", files=len(files))
 
 
-def _revise(step: Step, command: Command, block: CommandBlock) -> str:
+def _revise(step: Step, command: Command, block: CommandBlock) -> Phrase:
     step.check("revise")
     if not command.argument.strip():
-        raise Refusal("write what to change after #revise")
+        raise Refusal("revise_needs_text")
     step.move("revise", feedback=command.argument)
     step.set_data(pending_delivery=None, client_revision=None)
     step.notify_staff(
@@ -185,13 +179,13 @@ def _revise(step: Step, command: Command, block: CommandBlock) -> str:
             "round": step.view.revision_count,
         },
     )
-    return "sent back to the member with the feedback"
+    return phrase("revised")
 
 
-def _ask(step: Step, text: str) -> str:
+def _ask(step: Step, text: str) -> Phrase:
     step.check("ask")
     if not text.strip():
-        raise Refusal("write the question after #ask")
+        raise Refusal("ask_needs_text")
     step.move("ask", question=text)
     step.set_data(asker={"id": step.actor.person_id, "role": step.actor.role.value})
     step.notify_client(
@@ -205,21 +199,18 @@ def _ask(step: Step, text: str) -> str:
             },
         },
     )
-    return "question relayed to the client"
+    return phrase("asked")
 
 
-def _estimate(step: Step, command: Command, block: CommandBlock) -> str:
+def _estimate(step: Step, command: Command, block: CommandBlock) -> Phrase:
     step.check("estimate")
     hours = read_hours(command.argument)
     if hours is None or hours <= 0:
-        raise Refusal(
-            f"cannot read hours in '{command.argument}'; write e.g. 2h, 1.5h, 90m, "
-            "2時間 or 1時間30分"
-        )
+        raise Refusal("unreadable_hours", argument=command.argument)
     step.set(hours_estimate=hours)
     step.move("estimate", hours=hours)
     step.notify_client("estimate", estimate=_estimate_facts(step, hours, block.body))
-    return f"estimate of {hours:g} h sent to the client"
+    return phrase("estimated", hours=f"{hours:g}")
 
 
 def _estimate_facts(step: Step, hours: float, note: str) -> dict[str, object]:
@@ -236,19 +227,19 @@ def _estimate_facts(step: Step, hours: float, note: str) -> dict[str, object]:
     }
 
 
-def _done(step: Step, command: Command, block: CommandBlock) -> str:
+def _done(step: Step, command: Command, block: CommandBlock) -> Phrase:
     hours = read_hours(command.argument) if command.argument.strip() else None
     if command.argument.strip() and hours is None:
-        raise Refusal(f"cannot read hours in '{command.argument}'; write e.g. #done 1.5h")
+        raise Refusal("unreadable_done_hours", argument=command.argument)
     return _deliver(step, hours, block.body)
 
 
-def _deliver(step: Step, hours: float | None, text: str) -> str:
+def _deliver(step: Step, hours: float | None, text: str) -> Phrase:
     director_model = step.view.model is ServiceModel.DIRECTOR
     step.check("done" if director_model else "deliver")
     files = _files(step.situation.mail.attachments)
     if not files and not _URL.search(text):
-        raise Refusal("no files are attached and no link is given: nothing to deliver")
+        raise Refusal("nothing_to_deliver")
     if hours:
         _log_hours(step, hours)
     delivery = {
@@ -272,7 +263,7 @@ def _deliver(step: Step, hours: float | None, text: str) -> str:
                 "files": [{"filename": f.filename, "size": f.size} for f in files],
             },
         )
-        return f"delivery of {len(files)} file(s) sent to the director for review"
+        return phrase("delivered_for_review", files=len(files))
     step.move("deliver", files=[f.filename for f in files], hours=hours)
     step.set_data(delivered=delivery)
     step.notify_client(
@@ -284,7 +275,7 @@ def _deliver(step: Step, hours: float | None, text: str) -> str:
             "files": [{"filename": f.filename, "size": f.size} for f in files],
         },
     )
-    return f"delivery of {len(files)} file(s) sent to the client"
+    return phrase("delivered", files=len(files))
 
 
 def _log_hours(step: Step, hours: float) -> None:
@@ -311,8 +302,8 @@ def _log_hours(step: Step, hours: float) -> None:
             break
 
 
-def _simple(name: str, result: str) -> Callable[[Step, Command, CommandBlock], str]:
-    def handler(step: Step, command: Command, block: CommandBlock) -> str:
+def _simple(name: str, result: str) -> Callable[[Step, Command, CommandBlock], Phrase]:
+    def handler(step: Step, command: Command, block: CommandBlock) -> Phrase:
         step.check(name)
         if name == "hold":
             step.set_data(previous_state=step.view.state.value)
@@ -321,52 +312,52 @@ def _simple(name: str, result: str) -> Callable[[Step, Command, CommandBlock], s
             target = State(step.view.data.get("previous_state", State.IN_PROGRESS.value))
             step.set_data(previous_state=None)
         if name == "reject" and not command.argument.strip():
-            raise Refusal("write the reason after #reject; the client is told")
+            raise Refusal("reject_needs_reason")
         step.move(name, target=target, reason=command.argument or None)
         if name in {"hold", "close", "reject"}:
             step.notify_client(
                 "status_update",
                 status={"state": step.view.state.value, "reason": command.argument or None},
             )
-        return result
+        return phrase(result)
 
     return handler
 
 
-def _priority(step: Step, command: Command, block: CommandBlock) -> str:
+def _priority(step: Step, command: Command, block: CommandBlock) -> Phrase:
     step.check("priority")
     value = PRIORITIES.get(command.argument.strip().lower())
     if value is None:
-        raise Refusal("write #priority high, normal or low")
+        raise Refusal("unknown_priority")
     step.set(priority=value)
     step.move("priority", priority=value)
-    return f"priority {value}"
+    return phrase("priority_set", priority=value)
 
 
-def _skill(step: Step, command: Command, block: CommandBlock) -> str:
+def _skill(step: Step, command: Command, block: CommandBlock) -> Phrase:
     step.check("skill")
     name = command.argument.strip().lower()
     if name not in step.situation.rules.skills:
-        raise Refusal(f"unknown skill '{name}'; skills: {', '.join(step.situation.rules.skills)}")
+        raise Refusal("unknown_skill", skill=name, skills=", ".join(step.situation.rules.skills))
     step.set(skills=tuple(dict.fromkeys((*step.view.skills, name))))
     step.move("skill", skill=name)
-    return f"skill {name} added"
+    return phrase("skill_added", skill=name)
 
 
-def _note(step: Step, command: Command, block: CommandBlock) -> str:
+def _note(step: Step, command: Command, block: CommandBlock) -> Phrase:
     step.check("note")
     if not command.argument.strip():
-        raise Refusal("write the note after #note")
+        raise Refusal("note_needs_text")
     step.set_data(notes=[*step.view.data.get("notes", []), command.argument])
     step.move("note", note=command.argument)
-    return "note kept (internal: the client does not see it)"
+    return phrase("note_kept")
 
 
-def _ask_command(step: Step, command: Command, block: CommandBlock) -> str:
+def _ask_command(step: Step, command: Command, block: CommandBlock) -> Phrase:
     return _ask(step, command.argument)
 
 
-HANDLERS: dict[str, Callable[[Step, Command, CommandBlock], str]] = {
+HANDLERS: dict[str, Callable[[Step, Command, CommandBlock], Phrase]] = {
     "assign": _assign,
     "due": _due,
     "approve": _approve,
@@ -377,17 +368,17 @@ HANDLERS: dict[str, Callable[[Step, Command, CommandBlock], str]] = {
     "priority": _priority,
     "skill": _skill,
     "note": _note,
-    "hold": _simple("hold", "on hold; the client is told"),
+    "hold": _simple("hold", "held"),
     "resume": _simple("resume", "resumed"),
-    "close": _simple("close", "closed; the client is told"),
-    "reject": _simple("reject", "declined; the client is told why"),
+    "close": _simple("close", "closed"),
+    "reject": _simple("reject", "rejected"),
 }
 
 
-def _member_question(step: Step, text: str) -> str:
+def _member_question(step: Step, text: str) -> Phrase:
     step.check("question")
     if not text.strip():
-        raise Refusal("the mail has no text and no files")
+        raise Refusal("empty_mail")
     if step.view.state is State.ASSIGNED:
         step.set(state=State.IN_PROGRESS)
     step.move("question", question=text)
@@ -400,16 +391,16 @@ def _member_question(step: Step, text: str) -> str:
             "asker": {"id": step.actor.person_id, "name": step.actor.name, "role": "member"},
         },
     )
-    return "question sent to the director"
+    return phrase("question_sent")
 
 
-def _answer_member(step: Step, text: str) -> str:
+def _answer_member(step: Step, text: str) -> Phrase:
     step.check("answer")
     asked = step.view.data["member_question"]
     step.move("answer", answer=text, to=asked["id"])
     step.set_data(member_question=None)
     step.notify_staff("answer", asked["id"], answer={"text": text, "by": {"name": step.actor.name}})
-    return "answer sent to the member"
+    return phrase("answer_sent")
 
 
 def _files(attachments: tuple[Attachment, ...]) -> tuple[FileRef, ...]:
@@ -438,7 +429,7 @@ def spoofed(situation: Situation, ref: str | None) -> Outcome:
     assert sender is not None
     mail = situation.mail
     commands = [c.line for c in read_commands(mail.text).commands]
-    why = situation.auth_reason or "the sender is not authenticated"
+    why = situation.auth_reason or phrase("not_authenticated")
     event = EventDraft(
         kind="spoofed",
         actor=sender.person_id,
@@ -446,7 +437,7 @@ def spoofed(situation: Situation, ref: str | None) -> Outcome:
             "from": str(mail.sender),
             "subject": mail.subject,
             "commands": commands,
-            "why": why,
+            "why": why.text,
         },
     )
     person = situation.directory.person(sender.person_id)
@@ -464,7 +455,7 @@ def spoofed(situation: Situation, ref: str | None) -> Outcome:
                         "sender": str(mail.sender),
                         "subject": mail.subject,
                         "commands": commands,
-                        "why": why,
+                        **why.why(),
                     },
                 },
             ),
@@ -570,7 +561,7 @@ def _client_message(step: Step, text: str, classification: str) -> None:
 
 
 def staff_receipt(
-    situation: Situation, applied: list[dict[str, str]], refused: list[dict[str, str]]
+    situation: Situation, applied: list[dict[str, object]], refused: list[dict[str, object]]
 ) -> Notice:
     """A receipt for staff mail that concerns no request (yet)."""
     sender = situation.sender

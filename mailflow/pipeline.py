@@ -43,6 +43,7 @@ from mailflow.model import (
     Sender,
 )
 from mailflow.parse import parse_mail, safe_name
+from mailflow.phrases import phrase
 from mailflow.randomness import token_hex
 from mailflow.render import Renderer
 from mailflow.situation import RequestView, Situation
@@ -407,7 +408,7 @@ class Desk:
             bounced_request=self.store.request_summary(bounced_ref) if bounced_ref else None,
             request=RequestView.from_row(row) if row else None,
             authenticated=auth.ok,
-            auth_reason=auth.reason,
+            auth_reason=auth.why,
             hours_used=self.hours_used(row["client"] if row else None, now),
         )
 
@@ -423,7 +424,7 @@ class Desk:
 
     def _authenticate(self, mail: ParsedMail, sender: Sender | None, ref: str | None) -> AuthResult:
         if sender is None:
-            return AuthResult(False, "unknown sender")
+            return AuthResult(False, phrase("unknown_sender"))
         return authenticate(
             mail,
             sender=sender.email,

@@ -12,6 +12,7 @@ from mailflow.assign import MemberLoad
 from mailflow.calendar_jp import BusinessCalendar
 from mailflow.directory import Directory
 from mailflow.model import Classification, NewRequest, ParsedMail, Sender, ServiceModel, State
+from mailflow.phrases import Phrase
 from mailflow.rules import RuleSet
 
 
@@ -82,7 +83,7 @@ class Situation:
     # The matched request, and whether the sender proved who they are (DESIGN §3).
     request: RequestView | None = None
     authenticated: bool = False
-    auth_reason: str = ""
+    auth_reason: Phrase | None = None
     # Hours logged this month for the client of the mail's request (direct model).
     hours_used: float = 0.0
 

@@ -28,6 +28,7 @@ from mailflow.model import (
     ServiceModel,
     State,
 )
+from mailflow.phrases import phrase
 from mailflow.schedule import request_context
 from mailflow.situation import RequestView, Situation
 
@@ -164,7 +165,11 @@ COMMANDS = (
 
 
 class Refusal(Exception):
-    """A transition that may not happen now; the message says why."""
+    """A transition that may not happen now: ``phrase`` says why (``str()`` in English)."""
+
+    def __init__(self, code: str, **facts: object) -> None:
+        self.phrase = phrase(code, **facts)
+        super().__init__(self.phrase.text)
 
 
 def possible_commands(role: Role, view: RequestView, is_assignee: bool) -> list[str]:
@@ -181,16 +186,16 @@ def possible_commands(role: Role, view: RequestView, is_assignee: bool) -> list[
 
 def _refusal(
     transition: Transition, role: Role, view: RequestView, is_assignee: bool
-) -> str | None:
+) -> Refusal | None:
     if role not in transition.actors:
         allowed = " or ".join(sorted(r.value for r in transition.actors))
-        return f"only the {allowed} may do this"
+        return Refusal("not_your_role", allowed=allowed)
     if role is Role.MEMBER and not is_assignee and transition.name != "due":
-        return "only the assigned member may do this"
+        return Refusal("not_assignee")
     if view.model not in transition.models:
-        return f"not used in the {view.model.value} model"
+        return Refusal("not_in_model", model=view.model.value)
     if view.state not in transition.sources:
-        return f"not possible while the request is {view.state.value}"
+        return Refusal("not_in_state", state=view.state.value)
     return None
 
 
@@ -204,8 +209,8 @@ class Step:
     changes: dict[str, Any] = field(default_factory=dict)
     events: list[EventDraft] = field(default_factory=list)
     notices: list[Notice] = field(default_factory=list)
-    applied: list[dict[str, str]] = field(default_factory=list)
-    refused: list[dict[str, str]] = field(default_factory=list)
+    applied: list[dict[str, object]] = field(default_factory=list)
+    refused: list[dict[str, object]] = field(default_factory=list)
     hours: list[tuple[str, float]] = field(default_factory=list)
 
     @property
@@ -231,9 +236,9 @@ class Step:
 
     def check(self, name: str) -> Transition:
         transition = TRANSITIONS[name]
-        why = _refusal(transition, self.role, self.view, self.is_assignee)
-        if why is not None:
-            raise Refusal(why)
+        refusal = _refusal(transition, self.role, self.view, self.is_assignee)
+        if refusal is not None:
+            raise refusal
         return transition
 
     def move(self, name: str, target: State | None = None, **detail: Any) -> Transition:

@@ -25,6 +25,7 @@ from mailflow.model import (
     Role,
 )
 from mailflow.opening import open_request
+from mailflow.phrases import phrase
 from mailflow.situation import RequestView, Situation
 from mailflow.skills import detect_language
 from mailflow.transitions import Step
@@ -90,15 +91,7 @@ def _staff_without_request(situation: Situation) -> Outcome:
     receipt = staff_receipt(
         situation,
         [],
-        [
-            {
-                "command": c.line,
-                "why": "no request found: "
-                "reply to a mailflow mail, or put the ref such as "
-                "[MF-0001] in the subject",
-            }
-            for c in block.commands
-        ],
+        [phrase("no_request").refused(c.line) for c in block.commands],
     )
     return Outcome(hold_reason=reason, notices=(receipt,))
 
@@ -109,9 +102,9 @@ def forward(situation: Situation, forwarded: ForwardedMail) -> Outcome:
     assert sender is not None and forwarded.sender is not None
     original = situation.directory.identify(forwarded.sender.email)
     if original is None or original.client_id is None:
-        why = f"the forwarded mail is from {forwarded.sender.email}, who is no client contact"
-        receipt = staff_receipt(situation, [], [{"command": "(forward)", "why": why}])
-        return Outcome(hold_reason=why, notices=(receipt,))
+        refusal = phrase("forward_not_client", sender=forwarded.sender.email)
+        receipt = staff_receipt(situation, [], [refusal.refused("(forward)")])
+        return Outcome(hold_reason=refusal.text, notices=(receipt,))
     client = situation.directory.clients[original.client_id]
     contact = Address(forwarded.sender.email, forwarded.sender.name or original.name)
     subject = _FORWARD_PREFIX.sub("", forwarded.subject or situation.mail.subject).strip()
@@ -127,9 +120,8 @@ def forward(situation: Situation, forwarded: ForwardedMail) -> Outcome:
     assert opened.new_request is not None
     view = RequestView.from_new(opened.new_request, opened.changes.get("data", {}))
     step = Step(situation, view, sender)
-    step.applied.append(
-        {"command": "(forward)", "result": f"request opened for {client.company} ({contact.email})"}
-    )
+    opened_for = phrase("request_opened", company=client.company, contact=contact.email)
+    step.applied.append(opened_for.done("(forward)"))
     block = read_commands(situation.mail.text)
     for command in block.commands:
         apply_command(step, command, block)

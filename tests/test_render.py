@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import errno
+import re
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 
 from mailflow.instance import template_cache
 from mailflow.model import Address, Notice
+from mailflow.phrases import ENGLISH, phrase
 from mailflow.render import MissingTemplateError, Renderer, default_template_dir
 
 # Who gets each kind (templates/CONTEXT.md); kinds sent to several roles list them all.
@@ -437,7 +439,11 @@ def hostile_context() -> dict[str, Any]:
     ctx["message"] |= {"text": HOSTILE}
     ctx["status"] |= {"reason": HOSTILE}
     ctx["attempt"] |= {"subject": HOSTILE, "commands": [HOSTILE]}
-    ctx["receipt"]["refused"] = [{"command": HOSTILE, "why": "unknown command"}]
+    ctx["attempt"] |= phrase("untrusted_authserv", authserv_id=HOSTILE).why()
+    ctx["receipt"]["refused"] = [
+        {"command": HOSTILE, "why": "unknown command"},
+        phrase("unreadable_date", argument=HOSTILE).refused(HOSTILE),
+    ]
     # The recipient comes from the audience.
     del ctx["recipient"], ctx["member"]
     return ctx
@@ -940,6 +946,58 @@ def test_receipt_lists_applied_and_refused_commands(
     for fact in facts:
         assert fact in rendered.text, fact
     assert rendered.html is not None and "確認待ちの納品物がありません" in rendered.html
+
+
+# Facts for the phrases whose Japanese is not a plain fill-in of the English's fields.
+SPECIAL_FACTS = {
+    "not_your_role": ({"allowed": "coordinator or director"}, "事務調整役またはディレクターのみ"),
+    "not_in_model": ({"model": "direct"}, "専任メンバー直接のご依頼では使えません"),
+    "not_in_state": ({"state": "on_hold"}, "ご依頼が「一時保留中」の間は実行できません"),
+    "priority_set": ({"priority": "high"}, "優先度を「高」にしました"),
+}
+
+
+def test_every_receipt_phrase_is_said_in_japanese(renderer: Renderer) -> None:
+    """A Japanese director's receipt says each result and each reason in Japanese, with
+    the facts (names, the words they wrote) in it; the English stays the record."""
+    items = []
+    for code, english in ENGLISH.items():
+        facts = {name: f"«{code}:{name}»" for name in re.findall(r"%\((\w+)\)s", english)}
+        facts |= SPECIAL_FACTS.get(code, ({}, ""))[0]
+        items.append(phrase(code, **facts))
+    receipt = {
+        "applied": [item.done(f"#{item.code}") for item in items],
+        "refused": [item.refused(f"#{item.code}") for item in items],
+        "possible": [],
+        "state": "new",
+    }
+    rendered = render_to(renderer, "receipt", "ja", "director", receipt=receipt)
+    lines = rendered.text.splitlines()
+    said = [line.split(mark, 1)[1] for mark in ("→ ", "理由：") for line in lines if mark in line]
+    assert len(said) == 2 * len(items)
+    for item, done, refused in zip(items, said, said[len(items) :], strict=False):
+        assert item.text not in (done, refused), item.code
+        for value in item.facts.values():
+            assert value in rendered.text or item.code in SPECIAL_FACTS, (item.code, value)
+    for code, (_, japanese) in SPECIAL_FACTS.items():
+        assert japanese in rendered.text, code
+    assert rendered.html is not None and "割り当てました" in rendered.html
+    assert all(re.search(r"[ぁ-んァ-ン一-龥]", line) for line in said)
+
+
+def test_receipt_command_labels_are_japanese(renderer: Renderer) -> None:
+    receipt = {
+        "applied": [phrase("delivered", files=2).done("(attachments)")],
+        "refused": [phrase("no_command").refused("(no command)")],
+        "possible": [],
+        "state": None,
+    }
+    ja = render_to(renderer, "receipt", "ja", "member", receipt=receipt)
+    assert "✓ （添付ファイル）\n      → 納品物（ファイル 2 件）をお客様に送りました" in ja.text
+    assert "✗ （コマンドなし）" in ja.text and "冒頭に #コマンド がない" in ja.text
+    en = render_to(renderer, "receipt", "en", "member", receipt=receipt)
+    assert "✓ (attachments)\n      → delivery of 2 file(s) sent to the client" in en.text
+    assert "why: no #command at the top of the mail; nothing was changed" in en.text
 
 
 @pytest.mark.parametrize("language", LANGUAGES)

@@ -249,10 +249,12 @@ def test_an_illegal_command_is_refused_with_what_is_possible(desk: Desk) -> None
     receipt = only(rows, "receipt")
     assert kinds(rows) == [("receipt", TANAKA)]
     text = receipt["body_text"]
-    assert "no pending delivery" in text or "not possible while the request is new" in text
-    assert "no member 'nobody'" in text
-    assert "#frobnicate" in text
+    # Said in the director's language; the English is the record (the outbox's context).
+    assert "ご依頼が「受付済み」の間は実行できません" in text
+    assert "メンバー「nobody」が見つかりません" in text
+    assert "✗ #frobnicate\n      理由：不明なコマンドです" in text
     assert "#assign" in text  # what is possible now
+    assert "not possible" not in text and "no member" not in text
     assert desk.request()["state"] == "new"
 
 
