@@ -184,6 +184,27 @@ def test_html_to_text() -> None:
     assert "> quoted line\n> second" in text
 
 
+@pytest.mark.parametrize(
+    ("html", "text"),
+    [
+        # Japanese wrapped in the source joins as a browser shows it: without a space.
+        ("<p>いつもお世話に\nなっております。\n本日は</p>", "いつもお世話になっております。本日は"),
+        ("<p>資料を\r\n   お送りします。</p>", "資料をお送りします。"),
+        ("<p>本日は<b>\n資料</b>を<i>\n</i>お送り</p>", "本日は資料をお送り"),
+        ("<p>ﾃﾞｰﾀ\nｴﾝﾄﾘｰ（\n２件）</p>", "ﾃﾞｰﾀｴﾝﾄﾘｰ（２件）"),
+        # A space written between Japanese words stays; Latin and Hangul keep their space.
+        ("<p>山田 太郎\n様</p>", "山田 太郎様"),
+        ("<p>Hello\nworld</p>", "Hello world"),
+        ("<p>日本\nEnglish\n日本</p>", "日本 English 日本"),
+        ("<p>한국\n어</p>", "한국 어"),
+        ("<pre>一行目\n二行目</pre>", "一行目\n二行目"),
+        ("<p>- a <b> b </b>  c</p>", "- a b c"),
+    ],
+)
+def test_html_line_breaks_as_a_browser_joins_them(html: str, text: str) -> None:
+    assert html_to_text(html) == text
+
+
 def test_html_only_mail_gives_text_and_keeps_source() -> None:
     mail = parse_mail(_mail(HTML, ctype="text/html"))
     assert mail.html.startswith("<html>")

@@ -24,6 +24,14 @@ _VOID = frozenset(
 )
 _HIDDEN_STYLE = re.compile(r"display\s*:\s*none|visibility\s*:\s*hidden", re.IGNORECASE)
 _SPACES = re.compile(r"[ \t\r\n\f\u200b]+")
+# A line break in the source between two East Asian wide characters: HTML writers wrap
+# Japanese lines anywhere, and a browser joins them without a space (CSS Text 3, segment
+# break transformation). Hangul is written with spaces, so it is left out.
+_WIDE = (
+    "\u2e80-\u303e\u3041-\u33ff\u3400-\u4dbf\u4e00-\u9fff"  # CJK, kana, punctuation
+    "\uf900-\ufaff\ufe30-\ufe4f\uff01-\uff9f\uffe0-\uffe6"  # compatibility, full/half width
+)
+_WIDE_BREAK = re.compile(f"(?<=[{_WIDE}])[ \\t\\f]*[\\r\\n][ \\t\\r\\n\\f]*(?=[{_WIDE}])")
 _MAX_DEPTH = 2000
 
 
@@ -85,10 +93,13 @@ class _TextExtractor(HTMLParser):
                     self._newline()
                 self.current.append(part)
             return
-        self.current.append(_SPACES.sub(" ", data))
+        self.current.append(data)
 
     def _newline(self, *, force: bool = False) -> None:
-        line = "".join(self.current).strip() if not self.pre else "".join(self.current).rstrip()
+        # Whitespace is collapsed per line, not per piece of text: a break between wide
+        # characters may fall between two pieces ("お世話に\n<b>なって</b>").
+        line = "".join(self.current)
+        line = line.rstrip() if self.pre else _SPACES.sub(" ", _WIDE_BREAK.sub("", line)).strip()
         self.current = []
         if not line and not force:
             return  # block boundaries only end lines; <br> and </p> make blank ones
