@@ -32,6 +32,7 @@ PURE = [
     "precheck.py",
     "auth.py",
     "ratelimit.py",
+    "phrases.py",
 ]
 FORBIDDEN = {
     "peewee",
