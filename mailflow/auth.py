@@ -23,11 +23,7 @@ _COMMENT = re.compile(r"\([^()]*\)")
 @dataclass(frozen=True)
 class AuthResult:
     ok: bool
-    why: Phrase
-
-    @property
-    def reason(self) -> str:
-        return self.why.text
+    why: Phrase  # the English of ``why.text`` is what events and ``explain`` record
 
 
 def authenticate(
