@@ -17,12 +17,13 @@ under capacity, not excluded):
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import NamedTuple
 
 from mailflow.directory import Client, Directory, Member
+from mailflow.phrases import Phrase, composed, phrase
 from mailflow.rules import Routing
 
 # What an open request without an estimate is assumed to take, in hours.
@@ -68,8 +69,16 @@ class Assignment:
 
     member: str | None
     runner_up: str | None
-    reasons: tuple[str, ...]
-    rejected: tuple[tuple[str, str], ...] = ()
+    why: tuple[Phrase, ...]
+    left_out: tuple[tuple[str, Phrase], ...] = ()
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        return tuple(said.text for said in self.why)
+
+    @property
+    def rejected(self) -> tuple[tuple[str, str], ...]:
+        return tuple((member, said.text) for member, said in self.left_out)
 
 
 class DirectChoice(NamedTuple):
@@ -99,21 +108,25 @@ def _why_not(
     load: MemberLoad,
     today: date,
     exclude: Collection[str],
-) -> str | None:
+) -> Phrase | None:
     """Why ``member`` cannot take the request, or None when they can."""
     if member.id in exclude:
-        return "excluded"
+        return phrase("excluded")
     missing = [skill for skill in skills if skill not in member.skills]
     if missing:
-        return "lacks " + ", ".join(missing)
+        return _lacks(missing)
     if language not in member.languages:
-        return f"does not work in {language}"
+        return phrase("other_language", language=language)
     away = next((last for first, last in member.away if first <= today <= last), None)
     if away is not None:
-        return f"away until {away.isoformat()}"
+        return phrase("away", until=away.isoformat())
     if load.open_requests >= member.capacity:
-        return f"at capacity {load.open_requests}/{member.capacity}"
+        return phrase("at_capacity", open=load.open_requests, capacity=member.capacity)
     return None
+
+
+def _lacks(skills: Sequence[str]) -> Phrase:
+    return phrase("lacks", skills=", ".join(skills))
 
 
 def _rank(member: Member, load: MemberLoad) -> _Key:
@@ -128,25 +141,45 @@ def _rank(member: Member, load: MemberLoad) -> _Key:
     )
 
 
-def _describe(member_id: str, load: MemberLoad) -> str:
+def _describe(
+    code: str,
+    member_id: str,
+    load: MemberLoad,
+    english_needs: str = "",
+    needs: Mapping[str, str] | None = None,
+) -> Phrase:
+    """A candidate's load: ``code`` is "suggested" (with what the request needs) or
+    "runner_up"."""
     requests = "request" if load.open_requests == 1 else "requests"
-    last = load.last_assigned_at
-    when = f"last assigned {last.date().isoformat()}" if last else "never assigned"
-    return (
-        f"{member_id}: {load.open_requests} open {requests} ({load.load_hours:g} h), "
-        f"{load.assigned_this_week} assigned this week, {when}"
+    last = load.last_assigned_at.date().isoformat() if load.last_assigned_at else ""
+    when = f"last assigned {last}" if last else "never assigned"
+    title = "suggested" if code == "suggested" else "runner-up"
+    english = (
+        f"{title} {member_id}: {load.open_requests} open {requests} ({load.load_hours:g} h), "
+        f"{load.assigned_this_week} assigned this week, {when}{english_needs}"
+    )
+    return composed(
+        code,
+        english,
+        member=member_id,
+        open=load.open_requests,
+        hours=f"{load.load_hours:g}",
+        week=load.assigned_this_week,
+        last=last,
+        **(needs or {}),
     )
 
 
-def _separation(first: _Key, second: _Key) -> str:
+def _separation(best: str, runner_up: str, first: _Key, second: _Key) -> Phrase:
     """Which criterion put the chosen member before the runner-up."""
+    pair = {"best": best, "runner_up": runner_up}
     if first[0] != second[0]:
-        return f"less loaded ({first[0]:g} h against {second[0]:g} h)"
+        return phrase("less_loaded", **pair, first=f"{first[0]:g}", second=f"{second[0]:g}")
     if first[1] != second[1]:
-        return f"same load; fewer assignments this week ({first[1]} against {second[1]})"
+        return phrase("fewer_this_week", **pair, first=first[1], second=second[1])
     if first[2:4] != second[2:4]:
-        return "same load and weekly count; next in the round robin (assigned longest ago)"
-    return "same load, weekly count and last assignment; first by id"
+        return phrase("round_robin", **pair)
+    return phrase("first_by_id", **pair)
 
 
 def choose_member(
@@ -166,35 +199,43 @@ def choose_member(
     """
     skills = tuple(dict.fromkeys(required_skills))
     wanted = language or (client.language if client else "ja")
-    rejected: list[tuple[str, str]] = []
+    rejected: list[tuple[str, Phrase]] = []
     ranked = []
     needed = frozenset(skills)
+    lacking: dict[frozenset[str], Phrase] = {}  # most members lack the same few skills
     for member in directory.members.values():
         # The common case, a member lacking a skill, is settled by one set operation
         # (routing runs for every mail; see bench/route.py).
         missing = needed.difference(member.skills)
         if missing and member.id not in exclude:
-            rejected.append((member.id, "lacks " + ", ".join(s for s in skills if s in missing)))
+            lacks = lacking.get(missing) or lacking.setdefault(
+                missing, _lacks([s for s in skills if s in missing])
+            )
+            rejected.append((member.id, lacks))
             continue
         load = workload.get(member.id, _IDLE)
-        why = _why_not(member, skills, wanted, load, today, exclude)
-        if why is None:
+        unable = _why_not(member, skills, wanted, load, today, exclude)
+        if unable is None:
             ranked.append((_rank(member, load), member.id, load))
         else:
-            rejected.append((member.id, why))
+            rejected.append((member.id, unable))
     ranked.sort()
-    needs = (", ".join(skills) or "no particular skill") + f", in {wanted}"
+    needs = {"skills": ", ".join(skills), "language": wanted}
+    english_needs = (", ".join(skills) or "no particular skill") + f", in {wanted}"
     if not ranked:
-        reason = f"no member qualifies (needs {needs})" if directory.members else "no members"
-        return Assignment(None, None, (reason,), tuple(rejected))
+        if not directory.members:
+            return Assignment(None, None, (phrase("no_members"),))
+        english = f"no member qualifies (needs {english_needs})"
+        nobody = composed("no_member_qualifies", english, **needs)
+        return Assignment(None, None, (nobody,), tuple(rejected))
     (best_key, best, best_load), *others = ranked
-    reasons = [f"suggested {_describe(best, best_load)} (needs {needs})"]
+    why = [_describe("suggested", best, best_load, f" (needs {english_needs})", needs)]
     runner_up = None
     if others:
         second_key, runner_up, second_load = others[0]
-        reasons.append(f"runner-up {_describe(runner_up, second_load)}")
-        reasons.append(f"{best} before {runner_up}: {_separation(best_key, second_key)}")
-    return Assignment(best, runner_up, tuple(reasons), tuple(rejected))
+        why.append(_describe("runner_up", runner_up, second_load))
+        why.append(_separation(best, runner_up, best_key, second_key))
+    return Assignment(best, runner_up, tuple(why), tuple(rejected))
 
 
 def direct_member(

@@ -110,7 +110,7 @@ def _assign(step: Step, command: Command, block: CommandBlock) -> Phrase:
     step.notify_staff("assignment", member.id)
     if missing:
         return phrase(
-            "assigned_lacking", member=member.name, member_id=member.id, missing=", ".join(missing)
+            "assigned_lacking", member=member.name, member_id=member.id, skills=", ".join(missing)
         )
     return phrase("assigned", member=member.name, member_id=member.id)
 
@@ -338,7 +338,7 @@ def _skill(step: Step, command: Command, block: CommandBlock) -> Phrase:
     step.check("skill")
     name = command.argument.strip().lower()
     if name not in step.situation.rules.skills:
-        raise Refusal("unknown_skill", skill=name, skills=", ".join(step.situation.rules.skills))
+        raise Refusal("unknown_skill", skill=name, known=", ".join(step.situation.rules.skills))
     step.set(skills=tuple(dict.fromkeys((*step.view.skills, name))))
     step.move("skill", skill=name)
     return phrase("skill_added", skill=name)

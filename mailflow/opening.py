@@ -25,6 +25,7 @@ from mailflow.model import (
     ServiceModel,
     State,
 )
+from mailflow.phrases import composed
 from mailflow.rules import MailFacts, Routing, route
 from mailflow.situation import Situation
 from mailflow.yamlfile import parse_hours
@@ -278,14 +279,23 @@ def _suggestion(opening: Opening, directory: Directory) -> dict[str, Any]:
 
     # The director reads why this member and who else could do it; the full trace of
     # every rule tried stays with the request (`mailflow explain`, `requests show`).
-    reasons = list(assignment.reasons) if assignment else []
+    routing = opening.routing
+    skills = ", ".join(routing.skills)
+    english = f"rule {routing.rule}; skills: {skills or 'none recognised'}"
+    said = [composed("routed", english, rule=routing.rule, skills=skills).why()]
+    if assignment:
+        said += [reason.why() for reason in assignment.why]
     if assignment and assignment.member is None:
-        reasons += [f"{member}: {why}" for member, why in assignment.rejected]
-    skills = ", ".join(opening.routing.skills) or "none recognised"
+        said += [
+            {**reason.why(), "why": f"{member}: {reason.text}", "member": member}
+            for member, reason in assignment.left_out
+        ]
     return {
         "member": person(assignment.member if assignment else None),
         "runner_up": person(assignment.runner_up if assignment else None),
-        "reasons": [f"rule {opening.routing.rule}; skills: {skills}", *reasons],
+        # ``reasons``: the English (en templates, and mail written before ``why``).
+        "reasons": [line["why"] for line in said],
+        "why": said,
     }
 
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 # Each code's English; the facts fill the %(name)s fields (values only: never formats).
-ENGLISH: dict[str, str] = {
+# None: the English is composed by the code that makes the phrase (``composed``).
+ENGLISH: dict[str, str | None] = {
     # done
     "assigned": "assigned to %(member)s (%(member_id)s)",
-    "assigned_lacking": "assigned to %(member)s (%(member_id)s) (lacks %(missing)s)",
+    "assigned_lacking": "assigned to %(member)s (%(member_id)s) (lacks %(skills)s)",
     "due_set": "deadline set to %(due)s",
     "approved": "delivery with %(files)s file(s) sent to the client",
     "revised": "sent back to the member with the feedback",
@@ -55,7 +56,7 @@ ENGLISH: dict[str, str] = {
     "nothing_to_deliver": "no files are attached and no link is given: nothing to deliver",
     "reject_needs_reason": "write the reason after #reject; the client is told",
     "unknown_priority": "write #priority high, normal or low",
-    "unknown_skill": "unknown skill '%(skill)s'; skills: %(skills)s",
+    "unknown_skill": "unknown skill '%(skill)s'; skills: %(known)s",
     "note_needs_text": "write the note after #note",
     "empty_mail": "the mail has no text and no files",
     "no_command": "no #command at the top of the mail; nothing was changed",
@@ -74,6 +75,30 @@ ENGLISH: dict[str, str] = {
     "no_pass": "%(authserv_id)s reports no dmarc or aligned dkim pass",
     "not_authenticated": "the sender is not authenticated",
     "unknown_sender": "unknown sender",
+    # whom to suggest (assign.py, opening.py); the English of the first five is composed
+    # where they are made (plurals, optional parts): see ``composed``
+    "routed": None,
+    "suggested": None,
+    "runner_up": None,
+    "no_member_qualifies": None,
+    "no_members": "no members",
+    "less_loaded": "%(best)s before %(runner_up)s: less loaded (%(first)s h against %(second)s h)",
+    "fewer_this_week": (
+        "%(best)s before %(runner_up)s: same load; fewer assignments this week"
+        " (%(first)s against %(second)s)"
+    ),
+    "round_robin": (
+        "%(best)s before %(runner_up)s: same load and weekly count; next in the round robin"
+        " (assigned longest ago)"
+    ),
+    "first_by_id": (
+        "%(best)s before %(runner_up)s: same load, weekly count and last assignment; first by id"
+    ),
+    "excluded": "excluded",
+    "lacks": "lacks %(skills)s",
+    "other_language": "does not work in %(language)s",
+    "away": "away until %(until)s",
+    "at_capacity": "at capacity %(open)s/%(capacity)s",
 }
 
 
@@ -83,10 +108,11 @@ class Phrase:
 
     code: str
     facts: dict[str, str] = field(default_factory=dict)
+    english: str = ""  # composed by its maker where ENGLISH has None for the code
 
     @property
     def text(self) -> str:
-        return ENGLISH[self.code] % self.facts
+        return self.english or (ENGLISH[self.code] or "") % self.facts
 
     def done(self, command: str) -> dict[str, object]:
         """A receipt's line for a command carried out."""
@@ -103,6 +129,18 @@ class Phrase:
 
 def phrase(code: str, **facts: object) -> Phrase:
     """``phrase("assigned", member="Sato", member_id="sato")``; facts become text."""
+    if ENGLISH[code] is None:
+        raise KeyError(f"phrase {code!r} has no English of its own: use composed()")
+    return Phrase(code, _texts(facts))
+
+
+def composed(code: str, english: str, **facts: object) -> Phrase:
+    """A phrase whose English its maker writes (plurals, optional parts); the facts are
+    what other languages say it with."""
     if code not in ENGLISH:
         raise KeyError(f"no phrase {code!r}")
-    return Phrase(code, {name: str(value) for name, value in facts.items()})
+    return Phrase(code, _texts(facts), english)
+
+
+def _texts(facts: dict[str, object]) -> dict[str, str]:
+    return {name: str(value) for name, value in facts.items()}

@@ -13,7 +13,7 @@ import pytest
 
 from mailflow.instance import template_cache
 from mailflow.model import Address, Notice
-from mailflow.phrases import ENGLISH, phrase
+from mailflow.phrases import ENGLISH, composed, phrase
 from mailflow.render import MissingTemplateError, Renderer, default_template_dir
 
 # Who gets each kind (templates/CONTEXT.md); kinds sent to several roles list them all.
@@ -301,6 +301,40 @@ def test_new_request_tells_the_director_how_to_act(
         assert fact in rendered.text, fact
     assert "売上_11月.csv" in rendered.text
     assert "12月3日までにお願いします。" in rendered.text
+
+
+def test_new_request_gives_the_suggestion_in_japanese(renderer: Renderer) -> None:
+    suggestion = {
+        "member": {"id": "sato", "name": "佐藤 一郎"},
+        "runner_up": None,
+        "reasons": ["rule default; skills: research", "suggested sato: …"],
+        "why": [
+            composed("routed", "rule default; skills: research", rule="default", skills="research")
+            .why(),
+            composed(
+                "suggested", "suggested sato: …", member="sato", open=2, hours="1.5", week=1,
+                last="2026-11-20", skills="research, data_entry", language="ja",
+            ).why(),
+            {**phrase("lacks", skills="phone").why(), "member": "<kato>"},
+        ],
+    }  # fmt: skip
+    ja = render(renderer, "new_request", "ja", suggestion=suggestion)
+    assert "・振り分けルール「default」、スキル：リサーチ・調査\n" in ja.text
+    assert (
+        "・第1候補 sato：担当中 2 件（1.5 時間）、今週の割り当て 1 件、最後の割り当て 2026-11-20"
+        "（必要なスキル：リサーチ・調査、データ入力、日本語）\n" in ja.text
+    )
+    assert "・<kato>：スキル不足（電話対応）" in ja.text
+    assert ja.html is not None and "&lt;kato&gt;：スキル不足" in ja.html
+    assert "rule default" not in ja.text
+    en = render(renderer, "new_request", "en", suggestion=suggestion)
+    assert "rule default; skills: research" in en.text
+
+
+def test_new_request_written_before_phrases_still_renders(renderer: Renderer) -> None:
+    suggestion = {"member": None, "runner_up": None, "reasons": ["rule default; skills: none"]}
+    rendered = render(renderer, "new_request", "ja", suggestion=suggestion)
+    assert "・rule default; skills: none" in rendered.text
 
 
 def test_new_request_without_a_suggestion(renderer: Renderer) -> None:
@@ -955,6 +989,13 @@ SPECIAL_FACTS = {
     "not_in_state": ({"state": "on_hold"}, "ご依頼が「一時保留中」の間は実行できません"),
     "priority_set": ({"priority": "high"}, "優先度を「高」にしました"),
 }
+# The facts of the phrases whose English their makers compose.
+COMPOSED_FACTS = {
+    "routed": ("rule", "skills"),
+    "suggested": ("member", "open", "hours", "week", "last", "skills", "language"),
+    "runner_up": ("member", "open", "hours", "week", "last"),
+    "no_member_qualifies": ("skills", "language"),
+}
 
 
 def test_every_receipt_phrase_is_said_in_japanese(renderer: Renderer) -> None:
@@ -962,9 +1003,11 @@ def test_every_receipt_phrase_is_said_in_japanese(renderer: Renderer) -> None:
     the facts (names, the words they wrote) in it; the English stays the record."""
     items = []
     for code, english in ENGLISH.items():
-        facts = {name: f"«{code}:{name}»" for name in re.findall(r"%\((\w+)\)s", english)}
+        names = re.findall(r"%\((\w+)\)s", english) if english else COMPOSED_FACTS[code]
+        facts = {name: f"«{code}:{name}»" for name in names}
         facts |= SPECIAL_FACTS.get(code, ({}, ""))[0]
-        items.append(phrase(code, **facts))
+        made = phrase(code, **facts) if english else composed(code, f"English {code}", **facts)
+        items.append(made)
     receipt = {
         "applied": [item.done(f"#{item.code}") for item in items],
         "refused": [item.refused(f"#{item.code}") for item in items],

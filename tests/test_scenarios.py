@@ -40,6 +40,10 @@ def test_director_model_in_japanese_with_a_revision_round(desk: Desk) -> None:
     )
     assert kinds(rows) == [("confirmation", YAMADA), ("new_request", TANAKA)]
     assert desk.request()["state"] == "new"
+    # Why this member is suggested, in the director's language.
+    suggested = only(rows, "new_request")["body_text"]
+    assert "・振り分けルール「" in suggested and "今週の割り当て" in suggested
+    assert "suggested" not in suggested and "runner-up" not in suggested
 
     # The director assigns and sets the deadline by replying to new_request.
     rows = desk.reply(only(rows, "new_request"), TANAKA, "#担当 sato\n#納期 12/3\n")
