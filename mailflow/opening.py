@@ -250,9 +250,13 @@ def _out_of_scope(
     directory: Directory,
 ) -> list[Notice]:
     """The client hears which part cannot be done; the coordinator (or director) too."""
+    missing = opening.missing_skills
+    found = dict(opening.routing.skill_matches)
     scope = {
-        "skills": list(opening.missing_skills),
+        "skills": list(missing),
         "reasons": [line for line in _decision(opening).reasons if "skill" in line],
+        # The word of the request that called for each skill (None: a rule's action).
+        "evidence": [{"skill": skill, "word": found.get(skill)} for skill in missing],
     }
     notices = [
         person_notice(

@@ -1058,6 +1058,23 @@ def test_out_of_scope_is_polite_to_the_client_and_actionable_for_staff(
     assert "#reject" not in coordinator.text and "架電" in coordinator.text
 
 
+def test_out_of_scope_says_which_words_called_for_the_skill_in_japanese(
+    renderer: Renderer,
+) -> None:
+    scope = {
+        "skills": ["phone", "translation"],
+        "reasons": ["route 'out_of_scope': matched — needs an out-of-scope skill → yes"],
+        "evidence": [{"skill": "phone", "word": "<電話>"}, {"skill": "translation", "word": None}],
+    }
+    director = render_to(renderer, "out_of_scope", "ja", "director", scope=scope)
+    assert "  ・ご依頼に「<電話>」とあります（電話対応）\n" in director.text
+    assert "  ・振り分けルールで必要と判定しました（翻訳）\n" in director.text
+    assert "route 'out_of_scope'" not in director.text
+    assert director.html is not None and "ご依頼に「&lt;電話&gt;」とあります" in director.html
+    client = render_to(renderer, "out_of_scope", "ja", "client", scope=scope)
+    assert "<電話>" not in client.text  # the reasons are internal
+
+
 @pytest.mark.parametrize(
     ("language", "facts"),
     [
