@@ -464,7 +464,7 @@ def spoofed(situation: Situation, ref: str | None) -> Outcome:
         request_ref=ref,
         events=(event,) if ref else (),
         notices=notices,
-        hold_reason=f"unauthenticated mail from {sender.email}: {why}",
+        hold_reason=phrase("unauthenticated", sender=sender.email, why=why.text),
     )
 
 

@@ -255,6 +255,9 @@ def _held_line(row: Mapping[str, Any]) -> dict[str, Any]:
         "sender": row.get("sender") or "",
         "subject": row.get("subject") or "",
         "reason": row.get("reason") or "",
+        # The reason as a phrase (said in the reader's language; none for a quarantine).
+        "code": row.get("reason_code") or "",
+        "facts": row.get("reason_facts") or {},
         "received_at": row.get("received_at"),
     }
 

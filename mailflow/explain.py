@@ -44,7 +44,7 @@ def explain_mail(desk: Desk, raw: bytes) -> dict[str, Any]:
         ),
         "request": situation.matched_ref,
         "decision": decision.as_dict() if decision else None,
-        "hold": outcome.hold_reason,
+        "hold": outcome.hold_reason.text if outcome.hold_reason else None,
         "note": outcome.note,
         "notices": [{"kind": n.kind, "to": [a.email for a in n.to]} for n in outcome.notices],
     }

@@ -15,6 +15,8 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
+from mailflow.phrases import Phrase
+
 
 class Role(StrEnum):
     CLIENT = "client"
@@ -270,7 +272,7 @@ class Outcome:
     request_ref: str | None = None
     events: tuple[EventDraft, ...] = ()
     notices: tuple[Notice, ...] = ()
-    hold_reason: str | None = None
+    hold_reason: Phrase | None = None
     note: str = ""
     # Field updates to the request (state, assignee, due, priority, skills, data, …).
     changes: Mapping[str, Any] = field(default_factory=dict)

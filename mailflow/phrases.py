@@ -10,6 +10,7 @@ Japanese throughout.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 # Each code's English; the facts fill the %(name)s fields (values only: never formats).
@@ -75,6 +76,15 @@ ENGLISH: dict[str, str | None] = {
     "no_pass": "%(authserv_id)s reports no dmarc or aligned dkim pass",
     "not_authenticated": "the sender is not authenticated",
     "unknown_sender": "unknown sender",
+    # why a mail is held for a person (workflow.py, conversation.py)
+    "staff_without_ref": (
+        "%(role)s %(person)s wrote without a request reference (reply to a mailflow mail, or"
+        " put [MF-0001] in the subject)"
+    ),
+    "no_sender_address": "no sender address: kept for the director",
+    "unknown_sender_held": "unknown sender %(sender)s: in no role of people.yaml",
+    "too_large": "too large: %(size)s bytes, the desk takes %(limit)s",
+    "unauthenticated": "unauthenticated mail from %(sender)s: %(why)s",
     # whom to suggest (assign.py, opening.py); the English of the first five is composed
     # where they are made (plurals, optional parts): see ``composed``
     "routed": None,
@@ -113,6 +123,13 @@ class Phrase:
     @property
     def text(self) -> str:
         return self.english or (ENGLISH[self.code] or "") % self.facts
+
+    def __str__(self) -> str:
+        return self.text
+
+    def stored(self) -> str:
+        """As a database column keeps it (the English is kept beside it)."""
+        return json.dumps({"code": self.code, "facts": self.facts}, ensure_ascii=False)
 
     def done(self, command: str) -> dict[str, object]:
         """A receipt's line for a command carried out."""

@@ -524,12 +524,13 @@ class Desk:
                 keep_files=worked.trusted,
                 prepared=worked.prepared,
             )
-            state = "held" if outcome.hold_reason else "done"
-            note = outcome.hold_reason or outcome.note
+            held = outcome.hold_reason
+            state, note = ("held", held.text) if held else ("done", outcome.note)
             self.store.finish(
                 inbox_id,
                 state=state,
                 reason=note,
+                reason_phrase=held.stored() if held else "",
                 classification=situation.classification.value,
                 sender=str(mail.sender) if mail.sender else "",
                 subject=mail.subject,

@@ -72,6 +72,8 @@ class InboxItem(BaseModel):
     # accepted → done | held (kept for a person) | quarantined (failed; replayable)
     state = pw.CharField(default="accepted", index=True)
     reason = pw.TextField(default="")
+    # Why a mail is held, as its phrase's code and facts (JSON; the English is ``reason``).
+    reason_phrase = pw.TextField(default="")
     classification = pw.CharField(default="")
     sender = pw.TextField(default="")
     subject = pw.TextField(default="")
@@ -352,6 +354,7 @@ MIGRATIONS: tuple[tuple[str, Any], ...] = (
     ("0008_ref_sequence", lambda database: _add_ref_sequence(database)),
     ("0009_outbox_covering_indexes", lambda database: _outbox_covering_indexes(database)),
     ("0010_outbox_letters_apart", lambda database: _outbox_letters_apart(database)),
+    ("0011_inbox_reason_phrase", lambda database: _add_column(database, InboxItem.reason_phrase)),
 )
 
 
@@ -872,8 +875,8 @@ class Store:
         conflict = " ON CONFLICT DO NOTHING" + ("" if self.is_sqlite else " RETURNING id")
         cursor = self._execute(
             "INSERT INTO inbox_item (message_id, sha256, source, source_ref, size, received_at,"
-            " state, reason, classification, sender, subject, attempts)"
-            " VALUES (?, ?, ?, ?, ?, ?, 'accepted', '', '', '', '', 0)" + conflict,
+            " state, reason, reason_phrase, classification, sender, subject, attempts)"
+            " VALUES (?, ?, ?, ?, ?, ?, 'accepted', '', '', '', '', '', 0)" + conflict,
             (message_id, sha, source, ref, size, now),
         )
         inserted = cursor.lastrowid if self.is_sqlite else (cursor.fetchone() or [None])[0]
@@ -925,6 +928,7 @@ class Store:
         *,
         state: str,
         reason: str = "",
+        reason_phrase: str = "",
         classification: str = "",
         sender: str = "",
         subject: str = "",
@@ -935,12 +939,13 @@ class Store:
         savepoint then undoes what it wrote). Claiming at the end costs nothing: until
         the commit no one else sees either the writes or the claim."""
         taken = self._execute(
-            "UPDATE inbox_item SET state = ?, reason = ?, classification = ?, sender = ?,"
-            " subject = ?, request_ref = ?, processed_at = ?, attempts = attempts + 1"
-            " WHERE id = ? AND state = 'accepted'",
+            "UPDATE inbox_item SET state = ?, reason = ?, reason_phrase = ?, classification = ?,"
+            " sender = ?, subject = ?, request_ref = ?, processed_at = ?,"
+            " attempts = attempts + 1 WHERE id = ? AND state = 'accepted'",
             (
                 state,
                 reason[:2000],
+                reason_phrase[:4000],
                 classification,
                 sender[:500],
                 subject[:500],
@@ -965,7 +970,7 @@ class Store:
     def replay(self, inbox_id: int) -> bool:
         with self.transaction():
             count = (
-                InboxItem.update(state="accepted", reason="")
+                InboxItem.update(state="accepted", reason="", reason_phrase="")
                 .where((InboxItem.id == inbox_id) & InboxItem.state.in_(["quarantined", "held"]))
                 .execute()
             )
@@ -1574,11 +1579,21 @@ def _outbox_dict(row: OutboxItem) -> dict[str, Any]:
     }
 
 
+def _reason_phrase(stored: str) -> dict[str, Any]:
+    """``reason_code`` and ``reason_facts`` of a held mail (what templates say in words)."""
+    try:
+        phrase = json.loads(stored) if stored else {}
+    except ValueError:
+        phrase = {}
+    return {"reason_code": phrase.get("code"), "reason_facts": phrase.get("facts") or {}}
+
+
 def _inbox_dict(row: InboxItem) -> dict[str, Any]:
     return {
         "id": row.id,
         "state": row.state,
         "reason": row.reason,
+        **_reason_phrase(row.reason_phrase),
         "message_id": row.message_id,
         "sha256": row.sha256,
         "source": row.source,

@@ -82,10 +82,7 @@ def _staff_without_request(situation: Situation) -> Outcome:
             return spoofed(situation, None)
         return forward(situation, forwarded)
     block = read_commands(mail.text)
-    reason = (
-        f"{sender.role.value} {sender.person_id} wrote without a request reference"
-        " (reply to a mailflow mail, or put [MF-0001] in the subject)"
-    )
+    reason = phrase("staff_without_ref", role=sender.role.value, person=sender.person_id)
     if not block:
         return Outcome(hold_reason=reason)
     receipt = staff_receipt(
@@ -104,7 +101,7 @@ def forward(situation: Situation, forwarded: ForwardedMail) -> Outcome:
     if original is None or original.client_id is None:
         refusal = phrase("forward_not_client", sender=forwarded.sender.email)
         receipt = staff_receipt(situation, [], [refusal.refused("(forward)")])
-        return Outcome(hold_reason=refusal.text, notices=(receipt,))
+        return Outcome(hold_reason=refusal, notices=(receipt,))
     client = situation.directory.clients[original.client_id]
     contact = Address(forwarded.sender.email, forwarded.sender.name or original.name)
     subject = _FORWARD_PREFIX.sub("", forwarded.subject or situation.mail.subject).strip()
@@ -138,7 +135,7 @@ def _unknown_sender(situation: Situation) -> Outcome:
     """No request; the mail is kept; the sender gets one polite answer (rate-limited)."""
     mail = situation.mail
     if mail.sender is None:
-        return Outcome(hold_reason="no sender address: kept for the director")
+        return Outcome(hold_reason=phrase("no_sender_address"))
     words = mail.subject + mail.text
     language = detect_language(words) if words.strip() else situation.desk_language
     notice = Notice(
@@ -152,7 +149,7 @@ def _unknown_sender(situation: Situation) -> Outcome:
         },
     )
     return Outcome(
-        hold_reason=f"unknown sender {mail.sender.email}: in no role of people.yaml",
+        hold_reason=phrase("unknown_sender_held", sender=mail.sender.email),
         notices=(notice,),
     )
 
@@ -160,7 +157,7 @@ def _unknown_sender(situation: Situation) -> Outcome:
 def _oversized(situation: Situation, size: int, limit: int) -> Outcome:
     """Kept, not processed; a known sender is asked for a shared link instead."""
     mail, sender = situation.mail, situation.sender
-    reason = f"too large: {size} bytes, the desk takes {limit}"
+    reason = phrase("too_large", size=size, limit=limit)
     if sender is None or mail.sender is None:
         return Outcome(hold_reason=reason)
     notice = Notice(

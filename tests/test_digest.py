@@ -14,6 +14,7 @@ from mailflow.digest import digest_for, digest_notice, preview
 from mailflow.directory import Directory, directory_from_data
 from mailflow.instance import DEMO_PEOPLE
 from mailflow.model import Notice, ServiceModel, State
+from mailflow.phrases import phrase
 from mailflow.render import Rendered, Renderer
 from mailflow.situation import RequestView
 from mailflow.yamlfile import YamlChecker, parse_yaml
@@ -373,6 +374,22 @@ def test_quiet_day_for_a_director(
     result = rendered_digest(renderer, "director", "ito", language, requests=[])
     assert result.subject == subject
     assert empty in result.text
+
+
+def test_held_mail_reasons_are_said_in_the_directors_language(renderer: Renderer) -> None:
+    unknown = phrase("unknown_sender_held", sender="<s1@example.com>")
+    held = [
+        {**HELD[1], "reason": unknown.text, "reason_code": unknown.code,
+         "reason_facts": unknown.facts},
+        {**HELD[0], "reason": "ValueError: broken"},  # a quarantine: no phrase
+    ]  # fmt: skip
+    ja = rendered_digest(renderer, "director", "tanaka", "ja", held=held)
+    said = "理由：登録されていない差出人 <s1@example.com>（people.yaml のどの役割にもいません）"
+    assert said in ja.text
+    assert "理由：ValueError: broken" in ja.text
+    assert ja.html is not None and "登録されていない差出人 &lt;s1@example.com&gt;" in ja.html
+    en = rendered_digest(renderer, "director", "tanaka", "en", held=held)
+    assert "unknown sender <s1@example.com>: in no role of people.yaml" in en.text
 
 
 def test_member_digest_in_japanese(renderer: Renderer) -> None:

@@ -113,6 +113,9 @@ def test_unknown_sender_is_kept_for_the_director_without_a_request(
     [held] = service.store.list_quarantine()
     assert held["state"] == "held"
     assert "unknown sender stranger@unknown.example" in held["reason"]
+    # The reason's phrase, which the director's digest says in the director's language.
+    assert held["reason_code"] == "unknown_sender_held"
+    assert held["reason_facts"] == {"sender": "stranger@unknown.example"}
 
 
 def test_a_reply_to_our_mail_joins_its_request(service: Service, tmp_path: Path) -> None:

@@ -989,6 +989,9 @@ SPECIAL_FACTS = {
     "not_in_state": ({"state": "on_hold"}, "ご依頼が「一時保留中」の間は実行できません"),
     "priority_set": ({"priority": "high"}, "優先度を「高」にしました"),
 }
+# Facts a Japanese phrase leaves out: the held mail's English authentication detail (its
+# security alert said it in Japanese already).
+OMITTED = {"unauthenticated": "why"}
 # The facts of the phrases whose English their makers compose.
 COMPOSED_FACTS = {
     "routed": ("rule", "skills"),
@@ -1021,7 +1024,8 @@ def test_every_receipt_phrase_is_said_in_japanese(renderer: Renderer) -> None:
     for item, done, refused in zip(items, said, said[len(items) :], strict=False):
         assert item.text not in (done, refused), item.code
         for value in item.facts.values():
-            assert value in rendered.text or item.code in SPECIAL_FACTS, (item.code, value)
+            omitted = item.code in SPECIAL_FACTS or value == item.facts.get(OMITTED.get(item.code))
+            assert value in rendered.text or omitted, (item.code, value)
     for code, (_, japanese) in SPECIAL_FACTS.items():
         assert japanese in rendered.text, code
     assert rendered.html is not None and "割り当てました" in rendered.html

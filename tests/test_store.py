@@ -165,11 +165,13 @@ def test_migrations_upgrade_an_older_schema(database_url: str, tmp_path: Path) -
     for columns, _ in OUTBOX_INDEXES:
         store.database.execute_sql(f"DROP INDEX {'_'.join(('outbox_item', *columns))}")
     store.database.execute_sql("CREATE INDEX outbox_item_state ON outbox_item (state)")
+    [accepted] = store.accept_many([(b"Message-ID: <old@x>\r\n\r\nold\r\n", "ingest", "")])
     for table, column in (
         ("outbox_item", "cause"),
         ("outbox_item", "recipient"),
         ("outbox_item", "automatic"),
         ("request", "data"),
+        ("inbox_item", "reason_phrase"),
     ):
         store.database.execute_sql(f"ALTER TABLE {table} DROP COLUMN {column}")
     # Before 0010 each row held its letter.
@@ -192,6 +194,14 @@ def test_migrations_upgrade_an_older_schema(database_url: str, tmp_path: Path) -
         assert due.raw == b"r" and due.recipients == ("a@x.example",)
         assert "content" not in {c.name for c in upgraded.database.get_columns("outbox_item")}
         assert upgraded.reserve_ref(lambda n: f"MF-{n:04d}") == "MF-0001"
+        # 0011: an inbox row of before has no phrase for its reason; a new one can have one.
+        old = upgraded.show_inbox(accepted.inbox_id)
+        assert old is not None and (old["reason_code"], old["reason_facts"]) == (None, {})
+        with upgraded.transaction():
+            upgraded.finish(
+                accepted.inbox_id, state="held", reason="r", reason_phrase='{"code": "x"}'
+            )
+        assert upgraded.list_quarantine()[0]["reason_code"] == "x"
         indexes = upgraded.database.get_indexes("outbox_item")
         indexed = {tuple(index.columns) for index in indexes} - {("id",)}  # (PostgreSQL's key)
         assert indexed == {("request_ref",), ("message_id",)} | {c for c, _ in OUTBOX_INDEXES}
