@@ -302,7 +302,9 @@ def _log_hours(step: Step, hours: float) -> None:
             break
 
 
-def _simple(name: str, result: str) -> Callable[[Step, Command, CommandBlock], Phrase]:
+def _simple(name: str, done: str) -> Callable[[Step, Command, CommandBlock], Phrase]:
+    """A command that only moves the request; ``done`` is the code of what its receipt says."""
+
     def handler(step: Step, command: Command, block: CommandBlock) -> Phrase:
         step.check(name)
         if name == "hold":
@@ -319,7 +321,7 @@ def _simple(name: str, result: str) -> Callable[[Step, Command, CommandBlock], P
                 "status_update",
                 status={"state": step.view.state.value, "reason": command.argument or None},
             )
-        return phrase(result)
+        return phrase(done)
 
     return handler
 
