@@ -957,7 +957,7 @@ def test_feedback_passes_the_thanks_on(renderer: Renderer, language: str) -> Non
                 "✗ #承認",
                 "理由：確認待ちの納品物がありません",
                 "現在の状態：担当決定",
-                "  #納期 <日付>\n  #note <メモ>\n  #hold\n",
+                "  #納期 <日付>\n  #note <メモ>\n  #保留（#hold）\n",
             ],
         ),
         (
@@ -1030,6 +1030,19 @@ def test_every_receipt_phrase_is_said_in_japanese(renderer: Renderer) -> None:
         assert japanese in rendered.text, code
     assert rendered.html is not None and "割り当てました" in rendered.html
     assert all(re.search(r"[ぁ-んァ-ン一-龥]", line) for line in said)
+
+
+def test_a_japanese_receipt_offers_the_japanese_word_of_each_command(renderer: Renderer) -> None:
+    from mailflow.commands import ALIASES, read_commands
+
+    receipt = {"applied": [], "refused": [], "possible": [f"#{n}" for n in ALIASES], "state": None}
+    rendered = render_to(renderer, "receipt", "ja", "director", receipt=receipt)
+    for name, words in ALIASES.items():
+        offered = f"  #{words[1]}（#{name}）\n"
+        assert offered in rendered.text, name
+        # ... and the word offered calls that command.
+        assert [c.name for c in read_commands(offered.split("（")[0].strip()).commands] == [name]
+    assert rendered.html is not None and "#承認（#approve）" in rendered.html
 
 
 def test_receipt_command_labels_are_japanese(renderer: Renderer) -> None:
