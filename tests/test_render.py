@@ -321,8 +321,9 @@ def test_new_request_gives_the_suggestion_in_japanese(renderer: Renderer) -> Non
     ja = render(renderer, "new_request", "ja", suggestion=suggestion)
     assert "・振り分けルール「default」、スキル：リサーチ・調査\n" in ja.text
     assert (
-        "・第1候補 sato：担当中 2 件（1.5 時間）、今週の割り当て 1 件、最後の割り当て 2026-11-20"
-        "（必要なスキル：リサーチ・調査、データ入力、日本語）\n" in ja.text
+        "・第1候補 sato：担当中 2 件（1.5 時間）、今週の割り当て 1 件、"
+        "最後の割り当て 2026年11月20日（金）（必要なスキル：リサーチ・調査、データ入力、日本語）\n"
+        in ja.text
     )
     assert "・<kato>：スキル不足（電話対応）" in ja.text
     assert ja.html is not None and "&lt;kato&gt;：スキル不足" in ja.html
