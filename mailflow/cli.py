@@ -160,7 +160,14 @@ def check(ctx: click.Context) -> None:
         if broken:
             raise ConfigError(
                 [
-                    Problem("templates", None, name, "does not compile", "fix the Jinja syntax")
+                    Problem(
+                        "templates",
+                        None,
+                        name,
+                        "cannot be rendered",
+                        "fix the Jinja syntax, or add what the template uses"
+                        " (templates/CONTEXT.md; the default templates show each macro)",
+                    )
                     for name in broken
                 ]
             )

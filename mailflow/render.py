@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from jinja2 import nodes
 from markupsafe import Markup, escape
 
 import mailflow
@@ -167,8 +168,11 @@ class Renderer:
         return Rendered(subject=subject, text=text, html=html)
 
     def check(self) -> list[str]:
-        """Problems with the templates: compile errors and kinds missing a required part."""
+        """Problems with the templates: compile errors, kinds missing a required part, and
+        names used from an imported template that it does not define."""
         problems = [p for name in sorted(self.names) if (p := self._compile_problem(name))]
+        if not problems:
+            problems = [p for name in sorted(self.names) for p in self._import_problems(name)]
         for language in sorted(self.languages):
             for kind in sorted(self._all_kinds(language)):
                 for part in REQUIRED_PARTS:
@@ -185,6 +189,37 @@ class Renderer:
         except jinja2.TemplateNotFound as exc:
             return f"{name}: includes a missing template {exc.name!r}"
         return None
+
+    def _import_problems(self, name: str) -> list[str]:
+        """``labels.phrase`` where the imported ``labels`` has no ``phrase``: an instance's
+        own copy of a shared file (ja/_labels.j2), made before the default one gained a
+        macro, would otherwise fail only when a mail needs that macro."""
+        source, _, _ = self.env.loader.get_source(self.env, name)  # type: ignore[union-attr]
+        tree = self.env.parse(source)
+        used: dict[str, set[str]] = {}
+        for node in tree.find_all(nodes.Getattr):
+            if isinstance(node.node, nodes.Name):
+                used.setdefault(node.node.name, set()).add(node.attr)
+        imports = [(i.template, used.get(i.target, set())) for i in tree.find_all(nodes.Import)]
+        imports += [
+            (i.template, {n if isinstance(n, str) else n[0] for n in i.names})
+            for i in tree.find_all(nodes.FromImport)
+        ]
+        problems = []
+        for template, wanted in imports:
+            if not isinstance(template, nodes.Const):
+                continue
+            partial = template.value
+            try:
+                module = self.env.get_template(partial).module
+            except Exception:  # noqa: BLE001 - a partial that needs a context is not checked
+                continue
+            problems += [
+                f"{name}: uses {attribute} of {partial}, which does not define it"
+                for attribute in sorted(wanted)
+                if not hasattr(module, attribute)
+            ]
+        return problems
 
     def _all_kinds(self, language: str) -> set[str]:
         prefix = f"{language}/"

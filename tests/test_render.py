@@ -641,6 +641,17 @@ def test_check_reports_broken_and_incomplete_templates(tmp_path: Path) -> None:
     assert len(problems) == 2
 
 
+def test_check_reports_a_macro_an_instances_shared_file_lacks(tmp_path: Path) -> None:
+    """An instance's copy of ja/_labels.j2 from before ``phrase`` existed: every receipt
+    would fail to render; ``mailflow check`` says so before a mail needs it."""
+    write(tmp_path, "ja/_labels.j2", "{% macro state(value) %}{{ value }}{% endmacro %}\n")
+    problems = Renderer.default(extra_dirs=[tmp_path]).check()
+    assert "ja/receipt.txt.j2: uses phrase of ja/_labels.j2, which does not define it" in problems
+    assert "ja/digest.txt.j2: uses hours of ja/_labels.j2, which does not define it" in problems
+    assert all("ja/_labels.j2, which" in problem for problem in problems), problems
+    assert Renderer.default().check() == []
+
+
 def test_autoescape_only_in_html(tmp_path: Path) -> None:
     write(tmp_path, "en/x.subject.j2", "{{ v }}\n")
     write(tmp_path, "en/x.txt.j2", "{{ v }}\n")
