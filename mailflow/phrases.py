@@ -3,9 +3,9 @@ said in English here.
 
 Pure. The English is the record: events, ``explain``, the JSON and the en templates read
 it. Every other language's templates say the same code in their own words with the same
-facts (``phrase`` in ja/_labels.j2), and fall back to this English for a code they do
-not know, so a receipt or a security alert to a Japanese client or director reads in
-Japanese throughout.
+facts (``phrases`` in ja/_labels.j2, said by the ``say`` filter of render.py), and fall
+back to this English for a code they do not know, so a receipt, a security alert, a
+suggestion or a digest to a Japanese client or director reads in Japanese throughout.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, MutableMapping, Sequence
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from email.utils import parseaddr
@@ -191,9 +191,9 @@ class Renderer:
         return None
 
     def _import_problems(self, name: str) -> list[str]:
-        """``labels.phrase`` where the imported ``labels`` has no ``phrase``: an instance's
-        own copy of a shared file (ja/_labels.j2), made before the default one gained a
-        macro, would otherwise fail only when a mail needs that macro."""
+        """``labels.phrases`` where the imported ``labels`` has none: an instance's own
+        copy of a shared file (ja/_labels.j2), made before the default one gained a name,
+        would otherwise fail only when a mail needs that name."""
         source, _, _ = self.env.loader.get_source(self.env, name)  # type: ignore[union-attr]
         tree = self.env.parse(source)
         used: dict[str, set[str]] = {}
@@ -313,6 +313,7 @@ def _build_environment(
         priority_label=priority_label,
         addr_spec=addr_spec,
         one_line=one_line,
+        say=say,
     )
     return env
 
@@ -430,6 +431,56 @@ def skill_labels(value: Iterable[object], lang: str = "ja") -> str:
 
 def priority_label(value: object, lang: str = "ja") -> str:
     return _PRIORITY_LABELS.get(lang, {}).get(str(value), str(value))
+
+
+# Facts said with the filters' own words (skill and priority names, dates), in any language.
+_SAID_BY_FILTER: dict[str, Any] = {
+    "skills": lambda value, lang: skill_labels(value.split(", "), lang),
+    "priority": lambda value, lang: priority_label(value, lang),
+    "due": lambda value, lang: format_date(value, lang),
+    "until": lambda value, lang: format_date(value, lang),
+    "last": lambda value, lang: format_date(value, lang),
+}
+
+
+def say(
+    item: Mapping[str, Any],
+    phrases: Mapping[str, str],
+    words: Mapping[str, Mapping[str, str]],
+    lang: str,
+    english: object,
+) -> str:
+    """A phrase (``item``'s ``code`` and ``facts``: mailflow/phrases.py) in a language's
+    words: ``phrases`` maps each code to its ``%(fact)s`` sentence, ``words`` maps a fact's
+    name to the words for its values (an empty value too; values joined by " or " are
+    said one by one, joined by the table's " or "); skills, priorities and dates are said
+    by the filters of the same names. A code ``phrases`` lacks is said by ``english``.
+
+    A filter, not a macro: its text is escaped by an HTML template like any value (a
+    macro of a non-HTML file is not), and a new-request mail says four of these."""
+    sentence = phrases.get(item.get("code") or "")
+    if sentence is None:
+        return str(english)
+    facts = {name: _fact_in(name, str(value), words, lang) for name, value in _facts(item)}
+    return sentence % facts
+
+
+def _facts(item: Mapping[str, Any]) -> Iterable[tuple[str, Any]]:
+    facts = item.get("facts")
+    return facts.items() if isinstance(facts, Mapping) else ()
+
+
+def _fact_in(name: str, value: str, words: Mapping[str, Mapping[str, str]], lang: str) -> str:
+    table = words.get(name, {})
+    if value in table:
+        return table[value]
+    said = _SAID_BY_FILTER.get(name)
+    if said is not None:
+        return str(said(value, lang))
+    if " or " in value and table:
+        joiner = table.get(" or ", " or ")
+        return joiner.join(table.get(part, part) for part in value.split(" or "))
+    return value
 
 
 def addr_spec(value: object) -> str:

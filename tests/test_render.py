@@ -322,7 +322,7 @@ def test_new_request_gives_the_suggestion_in_japanese(renderer: Renderer) -> Non
     assert "・振り分けルール「default」、スキル：リサーチ・調査\n" in ja.text
     assert (
         "・第1候補 sato：担当中 2 件（1.5 時間）、今週の割り当て 1 件、"
-        "最後の割り当て 2026年11月20日（金）（必要なスキル：リサーチ・調査、データ入力、日本語）\n"
+        "前回の割り当て：2026年11月20日（金）（必要なスキル：リサーチ・調査、データ入力、日本語）\n"
         in ja.text
     )
     assert "・<kato>：スキル不足（電話対応）" in ja.text
@@ -642,11 +642,11 @@ def test_check_reports_broken_and_incomplete_templates(tmp_path: Path) -> None:
 
 
 def test_check_reports_a_macro_an_instances_shared_file_lacks(tmp_path: Path) -> None:
-    """An instance's copy of ja/_labels.j2 from before ``phrase`` existed: every receipt
+    """An instance's copy of ja/_labels.j2 from before ``phrases`` existed: every receipt
     would fail to render; ``mailflow check`` says so before a mail needs it."""
     write(tmp_path, "ja/_labels.j2", "{% macro state(value) %}{{ value }}{% endmacro %}\n")
     problems = Renderer.default(extra_dirs=[tmp_path]).check()
-    assert "ja/receipt.txt.j2: uses phrase of ja/_labels.j2, which does not define it" in problems
+    assert "ja/receipt.txt.j2: uses phrases of ja/_labels.j2, which does not define it" in problems
     assert "ja/digest.txt.j2: uses hours of ja/_labels.j2, which does not define it" in problems
     assert all("ja/_labels.j2, which" in problem for problem in problems), problems
     assert Renderer.default().check() == []
@@ -1055,6 +1055,21 @@ def test_a_japanese_receipt_offers_the_japanese_word_of_each_command(renderer: R
         # ... and the word offered calls that command.
         assert [c.name for c in read_commands(offered.split("（")[0].strip()).commands] == [name]
     assert rendered.html is not None and "#承認（#approve）" in rendered.html
+
+
+def test_say_fills_a_sentence_with_the_facts_in_words() -> None:
+    from mailflow.render import say
+
+    phrases = {"x": "%(allowed)s／%(skills)s／%(due)s／%(who)s", "y": "100%% %(n)s"}
+    words = {"allowed": {"a": "甲", "b": "乙", " or ": "または"}, "skills": {"": "なし"}}
+    item = {"code": "x", "facts": {"allowed": "a or b", "skills": "", "due": "2026-12-03 18:00",
+                                   "who": "%(n)s {{ 7*7 }}"}}  # fmt: skip
+    assert say(item, phrases, words, "ja", "E") == (
+        "甲または乙／なし／2026年12月3日（木）18:00／%(n)s {{ 7*7 }}"
+    )
+    assert say({"code": "y", "facts": {"n": "1"}}, phrases, words, "ja", "E") == "100% 1"
+    assert say({"code": "z", "facts": {}}, phrases, words, "ja", "English") == "English"
+    assert say({"command": "#x", "why": "old"}, phrases, words, "ja", "old") == "old"
 
 
 def test_receipt_command_labels_are_japanese(renderer: Renderer) -> None:
