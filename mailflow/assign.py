@@ -141,14 +141,14 @@ def _rank(member: Member, load: MemberLoad) -> _Key:
     )
 
 
+def _english_needs(needs: Mapping[str, str]) -> str:
+    return f"{needs['skills'] or 'no particular skill'}, in {needs['language']}"
+
+
 def _describe(
-    code: str,
-    member_id: str,
-    load: MemberLoad,
-    english_needs: str = "",
-    needs: Mapping[str, str] | None = None,
+    code: str, member_id: str, load: MemberLoad, needs: Mapping[str, str] | None = None
 ) -> Phrase:
-    """A candidate's load: ``code`` is "suggested" (with what the request needs) or
+    """A candidate's load: ``code`` is "suggested" (with what the request ``needs``) or
     "runner_up"."""
     requests = "request" if load.open_requests == 1 else "requests"
     last = load.last_assigned_at.date().isoformat() if load.last_assigned_at else ""
@@ -156,8 +156,10 @@ def _describe(
     title = "suggested" if code == "suggested" else "runner-up"
     english = (
         f"{title} {member_id}: {load.open_requests} open {requests} ({load.load_hours:g} h), "
-        f"{load.assigned_this_week} assigned this week, {when}{english_needs}"
+        f"{load.assigned_this_week} assigned this week, {when}"
     )
+    if needs is not None:
+        english += f" (needs {_english_needs(needs)})"
     return composed(
         code,
         english,
@@ -208,9 +210,9 @@ def choose_member(
         # (routing runs for every mail; see bench/route.py).
         missing = needed.difference(member.skills)
         if missing and member.id not in exclude:
-            lacks = lacking.get(missing) or lacking.setdefault(
-                missing, _lacks([s for s in skills if s in missing])
-            )
+            lacks = lacking.get(missing)
+            if lacks is None:
+                lacks = lacking[missing] = _lacks([s for s in skills if s in missing])
             rejected.append((member.id, lacks))
             continue
         load = workload.get(member.id, _IDLE)
@@ -221,15 +223,14 @@ def choose_member(
             rejected.append((member.id, unable))
     ranked.sort()
     needs = {"skills": ", ".join(skills), "language": wanted}
-    english_needs = (", ".join(skills) or "no particular skill") + f", in {wanted}"
     if not ranked:
         if not directory.members:
             return Assignment(None, None, (phrase("no_members"),))
-        english = f"no member qualifies (needs {english_needs})"
+        english = f"no member qualifies (needs {_english_needs(needs)})"
         nobody = composed("no_member_qualifies", english, **needs)
         return Assignment(None, None, (nobody,), tuple(rejected))
     (best_key, best, best_load), *others = ranked
-    why = [_describe("suggested", best, best_load, f" (needs {english_needs})", needs)]
+    why = [_describe("suggested", best, best_load, needs)]
     runner_up = None
     if others:
         second_key, runner_up, second_load = others[0]

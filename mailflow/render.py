@@ -436,10 +436,10 @@ def priority_label(value: object, lang: str = "ja") -> str:
 # Facts said with the filters' own words (skill and priority names, dates), in any language.
 _SAID_BY_FILTER: dict[str, Any] = {
     "skills": lambda value, lang: skill_labels(value.split(", "), lang),
-    "priority": lambda value, lang: priority_label(value, lang),
-    "due": lambda value, lang: format_date(value, lang),
-    "until": lambda value, lang: format_date(value, lang),
-    "last": lambda value, lang: format_date(value, lang),
+    "priority": priority_label,
+    "due": format_date,
+    "until": format_date,
+    "last": format_date,
 }
 
 
